@@ -1,0 +1,1 @@
+//! kluis-enclave: not yet written; see the crate README once it exists.

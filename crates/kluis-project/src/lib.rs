@@ -1,0 +1,1 @@
+//! kluis-project: not yet written; see the crate README once it exists.

@@ -1,0 +1,1 @@
+//! kluis-sdc: not yet written; see the crate README once it exists.
