@@ -222,7 +222,7 @@ mod tests {
         // INSZ-shaped numbers: birth dates in ascending order, so the INSZ order is the
         // birth-date order the numbering must not reveal.
         (0..2000u64)
-            .map(|i| 60_01_01_000_00 + i * 1_000_00 + (i % 97))
+            .map(|i| 60_010_100_000 + i * 100_000 + (i % 97))
             .collect()
     }
 
