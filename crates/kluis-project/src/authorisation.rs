@@ -533,16 +533,16 @@ impl<'t> Checker<'t> {
     fn retention(&mut self, value: &Value<'t>, issued: Option<NaiveDate>) -> Option<Retention> {
         let raw: RawRetention = self.de(value, "retention")?;
         let until = self.date(&raw.until, "retention.until");
-        if let (Some(until), Some(issued)) = (until, issued) {
-            if until < issued {
-                self.problem(
+        if let (Some(until), Some(issued)) = (until, issued)
+            && until < issued
+        {
+            self.problem(
                     raw.until.span(),
                     "retention.until",
                     format!(
                         "the retention date {until} is before the authorisation's date {issued}; it must be on or after it"
                     ),
                 );
-            }
         }
         let mut extensions = Vec::new();
         let mut previous = until;
@@ -550,23 +550,25 @@ impl<'t> Checker<'t> {
             let field = format!("retention.extensions[{}]", i + 1);
             let ext_until = self.date(&ext.until, &format!("{field}.until"));
             let ext_date = self.date(&ext.date, &format!("{field}.date"));
-            if let (Some(d), Some(issued)) = (ext_date, issued) {
-                if d < issued {
-                    self.problem(
+            if let (Some(d), Some(issued)) = (ext_date, issued)
+                && d < issued
+            {
+                self.problem(
                         ext.date.span(),
                         format!("{field}.date"),
                         format!("the extension decision of {d} predates the authorisation ({issued}); it must be on or after it"),
                     );
-                }
             }
-            if let (Some(new), Some(old)) = (ext_until, previous) {
-                if new <= old {
-                    self.problem(
-                        ext.until.span(),
-                        format!("{field}.until"),
-                        format!("an extension must move the retention date later than {old}, not to {new}"),
-                    );
-                }
+            if let (Some(new), Some(old)) = (ext_until, previous)
+                && new <= old
+            {
+                self.problem(
+                    ext.until.span(),
+                    format!("{field}.until"),
+                    format!(
+                        "an extension must move the retention date later than {old}, not to {new}"
+                    ),
+                );
             }
             previous = ext_until.or(previous);
             if let (Some(until), Some(date)) = (ext_until, ext_date) {
@@ -606,15 +608,15 @@ impl<'t> Checker<'t> {
                 years_ok = false;
             }
         }
-        if let (Some(first), Some(last)) = (first_year, last_year) {
-            if first > last {
-                self.problem(
+        if let (Some(first), Some(last)) = (first_year, last_year)
+            && first > last
+        {
+            self.problem(
                     raw.last_year.span(),
                     "population.last_year",
                     format!("the period ends ({last}) before it starts ({first}); last_year must be at least first_year"),
                 );
-                years_ok = false;
-            }
+            years_ok = false;
         }
         let ages = "ages run from 0 to 120";
         let min_age = self.int::<u8>(&raw.min_age, "population.min_age", ages);
@@ -629,15 +631,15 @@ impl<'t> Checker<'t> {
                 ages_ok = false;
             }
         }
-        if let (Some(min), Some(max)) = (min_age, max_age) {
-            if min > max {
-                self.problem(
+        if let (Some(min), Some(max)) = (min_age, max_age)
+            && min > max
+        {
+            self.problem(
                     raw.max_age.span(),
                     "population.max_age",
                     format!("the age range ends ({max}) below its start ({min}); max_age must be at least min_age"),
                 );
-                ages_ok = false;
-            }
+            ages_ok = false;
         }
         let allowed = kluis_model::codelists::statuten()
             .iter()

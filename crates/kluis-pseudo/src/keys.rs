@@ -157,6 +157,13 @@ impl ProjectKey {
     pub(crate) fn bytes_for_test(&self) -> [u8; 32] {
         self.0
     }
+
+    /// The raw key, only with the `test-support` feature: for tests that prove the key appears
+    /// nowhere but in the sealed store.
+    #[cfg(feature = "test-support")]
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for ProjectKey {
