@@ -82,6 +82,8 @@ pub struct ProjectRecord {
     /// 1 for the first registration, +1 each time a destroyed project is registered again (with
     /// a fresh key).
     pub generation: u32,
+    /// The public name of the project's current (or destroyed) key.
+    pub key_id: String,
     pub created_at: String,
     pub created_by: String,
     pub destroyed_on: Option<NaiveDate>,
@@ -145,6 +147,7 @@ fn schema(conn: &Connection) -> Result<(), StateError> {
             authorisation_file TEXT NOT NULL,
             authorisation_sha256 TEXT NOT NULL,
             generation INTEGER NOT NULL,
+            key_id TEXT NOT NULL,
             created_at TEXT NOT NULL,
             created_by TEXT NOT NULL,
             destroyed_on TEXT
@@ -323,7 +326,7 @@ impl State {
     pub fn projects(&self) -> Result<Vec<ProjectRecord>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, authorisation, authorisation_file, authorisation_sha256, generation,
-                    created_at, created_by, destroyed_on FROM projects ORDER BY id",
+                    key_id, created_at, created_by, destroyed_on FROM projects ORDER BY id",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok((
@@ -334,12 +337,13 @@ impl State {
                 row.get::<_, u32>(4)?,
                 row.get::<_, String>(5)?,
                 row.get::<_, String>(6)?,
-                row.get::<_, Option<String>>(7)?,
+                row.get::<_, String>(7)?,
+                row.get::<_, Option<String>>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, text, file, sha, generation, created_at, created_by, destroyed) = row?;
+            let (id, text, file, sha, generation, key_id, created_at, created_by, destroyed) = row?;
             // The text was checked when registered; a failure now means the database was edited.
             let authorisation = Authorisation::parse(&text, &file)?;
             let destroyed_on = destroyed
@@ -354,6 +358,7 @@ impl State {
                 authorisation,
                 authorisation_sha256: sha,
                 generation,
+                key_id,
                 created_at,
                 created_by,
                 destroyed_on,
@@ -447,14 +452,15 @@ impl State {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT INTO projects (id, authorisation, authorisation_file, authorisation_sha256,
-                                   generation, created_at, created_by, destroyed_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)
+                                   generation, key_id, created_at, created_by, destroyed_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7, NULL)
              ON CONFLICT (id) DO UPDATE SET authorisation = excluded.authorisation,
                 authorisation_file = excluded.authorisation_file,
                 authorisation_sha256 = excluded.authorisation_sha256,
-                generation = excluded.generation, created_at = excluded.created_at,
+                generation = excluded.generation, key_id = excluded.key_id,
+                created_at = excluded.created_at,
                 created_by = excluded.created_by, destroyed_on = NULL",
-            params![id, source, file_name, sha, generation, created_at, actor],
+            params![id, source, file_name, sha, generation, created_at, actor, key.key_id()],
         )?;
         tx.execute(
             "INSERT INTO keys (project_id, generation, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)",
