@@ -109,16 +109,25 @@ pub enum Tamper {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit log database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("the audit log fails verification: {0}")]
-    Tampered(#[from] Tamper),
-    #[error("audit export {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Tampered(Tamper),
+    #[error("audit export {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("audit export line {line}: {reason}")]
     BadExport { line: usize, reason: String },
+}
+
+impl From<rusqlite::Error> for AuditError {
+    fn from(error: rusqlite::Error) -> Self {
+        AuditError::Sql(error)
+    }
+}
+
+impl From<Tamper> for AuditError {
+    fn from(tamper: Tamper) -> Self {
+        AuditError::Tampered(tamper)
+    }
 }
 
 /// A chain that verified: how many entries, and the head hash an overseer can write down and
@@ -431,9 +440,9 @@ pub fn verify(conn: &Connection, key: &AnchorKey) -> Result<Verified, AuditError
 
 /// Writes every entry as one JSON object per line, in order.
 pub fn export_jsonl(conn: &Connection, out: &mut impl Write) -> Result<u64, AuditError> {
-    let io = |source| AuditError::Io {
+    let io = |error| AuditError::Io {
         path: "output".into(),
-        source,
+        error,
     };
     let mut count = 0;
     for entry in entries(conn, None)? {
@@ -450,9 +459,9 @@ pub fn export_jsonl(conn: &Connection, out: &mut impl Write) -> Result<u64, Audi
 pub fn verify_export(input: impl BufRead) -> Result<Verified, AuditError> {
     let mut entries = Vec::new();
     for (index, line) in input.lines().enumerate() {
-        let line = line.map_err(|source| AuditError::Io {
+        let line = line.map_err(|error| AuditError::Io {
             path: "export".into(),
-            source,
+            error,
         })?;
         if line.trim().is_empty() {
             continue;

@@ -68,12 +68,9 @@ pub enum StateError {
     #[error(transparent)]
     Pseudo(#[from] kluis_pseudo::PseudoError),
     #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Sql(rusqlite::Error),
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 impl StateError {
@@ -92,5 +89,13 @@ impl StateError {
                 | StateError::Destroyed { .. }
                 | StateError::Authorisation(_)
         )
+    }
+}
+
+// By hand rather than `#[from]`: the message already includes the cause, and anyhow's `{:#}`
+// would print a `source` a second time.
+impl From<rusqlite::Error> for StateError {
+    fn from(error: rusqlite::Error) -> Self {
+        StateError::Sql(error)
     }
 }

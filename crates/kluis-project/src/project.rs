@@ -176,9 +176,9 @@ impl<'s> Project<'s> {
 
 /// Calls `f` with every file under `dir` and its length (symbolic links are not followed).
 pub(crate) fn walk(dir: &Path, f: &mut dyn FnMut(&Path, u64)) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
+    let io = |error| StateError::Io {
         path: dir.display().to_string(),
-        source,
+        error,
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;

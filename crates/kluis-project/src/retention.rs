@@ -70,14 +70,14 @@ impl State {
                 // Files first, the key and the mark last: an interrupted run leaves the project
                 // expired, so running again finishes the job.
                 if dir.exists() {
-                    for entry in std::fs::read_dir(&dir).map_err(|source| StateError::Io {
+                    for entry in std::fs::read_dir(&dir).map_err(|error| StateError::Io {
                         path: dir.display().to_string(),
-                        source,
+                        error,
                     })? {
                         let path = entry
-                            .map_err(|source| StateError::Io {
+                            .map_err(|error| StateError::Io {
                                 path: dir.display().to_string(),
-                                source,
+                                error,
                             })?
                             .path();
                         if path != released {

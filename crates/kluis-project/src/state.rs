@@ -116,9 +116,9 @@ impl std::fmt::Debug for State {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
+    move |error| StateError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -197,7 +197,7 @@ impl State {
         temp.persist_noclobber(&key_path)
             .map_err(|e| StateError::Io {
                 path: key_path.display().to_string(),
-                source: e.error,
+                error: e.error,
             })?;
 
         let db_path = home.join(DATABASE);
@@ -317,7 +317,7 @@ impl State {
         temp.as_file().sync_all().map_err(io(path))?;
         temp.persist(path).map_err(|e| StateError::Io {
             path: path.display().to_string(),
-            source: e.error,
+            error: e.error,
         })?;
         Ok(count)
     }
@@ -460,7 +460,16 @@ impl State {
                 generation = excluded.generation, key_id = excluded.key_id,
                 created_at = excluded.created_at,
                 created_by = excluded.created_by, destroyed_on = NULL",
-            params![id, source, file_name, sha, generation, created_at, actor, key.key_id()],
+            params![
+                id,
+                source,
+                file_name,
+                sha,
+                generation,
+                created_at,
+                actor,
+                key.key_id()
+            ],
         )?;
         tx.execute(
             "INSERT INTO keys (project_id, generation, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)",

@@ -456,7 +456,10 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         .authorise("sam", Role::Steward, "extract", after)
         .unwrap();
     assert_ne!(grant.with_key(|key| key.key_id()).unwrap(), old_key_id);
-    assert_eq!(reborn.record().key_id, grant.with_key(|key| key.key_id()).unwrap());
+    assert_eq!(
+        reborn.record().key_id,
+        grant.with_key(|key| key.key_id()).unwrap()
+    );
     assert_ne!(
         grant
             .with_key(|key| key.pseudonym_hmac("80010100000"))

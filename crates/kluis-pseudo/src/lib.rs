@@ -31,16 +31,13 @@ pub enum PseudoError {
         "INSZ number {position} of the population is not an 11-digit number (the value is not shown: INSZ numbers never appear in messages)"
     )]
     BadInsz { position: usize },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> PseudoError + '_ {
-    move |source| PseudoError::Io {
+    move |error| PseudoError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }

@@ -135,7 +135,7 @@ impl PseudonymMap {
             .map_err(io_error(path))?;
         temp.persist(path).map_err(|e| PseudoError::Io {
             path: path.display().to_string(),
-            source: e.error,
+            error: e.error,
         })?;
         Ok(())
     }

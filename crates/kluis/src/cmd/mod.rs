@@ -1,0 +1,11 @@
+//! One module per subcommand: each has `Args` (clap) and `run`.
+
+pub mod codelist;
+pub mod derive;
+pub mod insz;
+
+pub mod audit;
+pub mod authorisation;
+pub mod init;
+pub mod project;
+pub mod retention;
