@@ -41,6 +41,8 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Destroy projects past their retention date.
     Retention(cmd::retention::Args),
+    /// Write a project's phase-1 extract (pseudonymised, minimised sample); verify one.
+    Extract(cmd::extract::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Project(args) => cmd::project::run(args, &globals),
         Command::Audit(args) => cmd::audit::run(args, &globals),
         Command::Retention(args) => cmd::retention::run(args, &globals),
+        Command::Extract(args) => cmd::extract::run(args, &globals),
     };
     match result {
         Ok(status) => status,

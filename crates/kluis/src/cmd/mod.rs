@@ -4,6 +4,7 @@ pub mod audit;
 pub mod authorisation;
 pub mod codelist;
 pub mod derive;
+pub mod extract;
 pub mod init;
 pub mod insz;
 pub mod project;
