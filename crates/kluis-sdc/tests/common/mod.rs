@@ -77,3 +77,31 @@ pub fn cell<'a>(t: &'a Table, key: &[&str]) -> usize {
         .position(|c| c.key.iter().map(String::as_str).eq(key.iter().copied()))
         .expect("cell exists")
 }
+
+/// A count table over dimensions of the given sizes (codes c0, c1, …), every margin included, from
+/// its interior values in row-major order.
+pub fn count_cube(sizes: &[usize], interior: &[u64]) -> Table {
+    use std::collections::BTreeMap;
+    let d = sizes.len();
+    let mut sums: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for (flat, &v) in interior.iter().enumerate() {
+        let mut idx = vec![0usize; d];
+        let mut rest = flat;
+        for j in (0..d).rev() {
+            idx[j] = rest % sizes[j];
+            rest /= sizes[j];
+        }
+        for m in 0..(1usize << d) {
+            let key: Vec<String> =
+                (0..d).map(|j| if m >> j & 1 == 1 { TOTAL.to_string() } else { format!("c{}", idx[j]) }).collect();
+            *sums.entry(key).or_default() += v;
+        }
+    }
+    Table {
+        name: "cube".into(),
+        dimensions: (0..d).map(|j| format!("d{j}")).collect(),
+        statistic: Statistic::Count,
+        measure: None,
+        cells: sums.into_iter().map(|(k, v)| count_cell(&k.iter().map(String::as_str).collect::<Vec<_>>(), v)).collect(),
+    }
+}
