@@ -82,6 +82,11 @@ pub fn protect(
             }
         }
         outcome.method = Method::FallbackAll;
+        outcome.secondary = verdicts
+            .iter()
+            .flatten()
+            .filter(|v| v.status == CellStatus::Secondary)
+            .count();
         outcome.notes.push(
             "the audit found the optimised pattern unsafe: kluis fell back to suppressing every cell not released before"
                 .into(),

@@ -162,8 +162,37 @@ impl Aggregator {
         Ok(code)
     }
 
+    /// An empty aggregator with the same table definition, for reading in parallel.
+    pub fn empty_like(&self) -> Aggregator {
+        Aggregator {
+            name: self.name.clone(),
+            dicts: vec![Dict::default(); self.dimensions.len()],
+            dimensions: self.dimensions.clone(),
+            statistic: self.statistic,
+            measure: self.measure.clone(),
+            buckets: vec![Vec::new(); BUCKETS],
+            hasher: FixedState::with_seed(SEED),
+        }
+    }
+
+    /// The statistic being computed.
+    pub fn statistic(&self) -> Statistic {
+        self.statistic
+    }
+
+    /// The measure column, `None` for counts.
+    pub fn measure(&self) -> Option<&str> {
+        self.measure.as_deref()
+    }
+
     /// Folds another aggregator's rows (same dimensions and statistic, read in parallel) into this one.
     pub fn merge(&mut self, other: Aggregator) -> Result<(), SdcError> {
+        if self.dicts.iter().all(|d| d.values.is_empty()) && self.buckets.iter().all(Vec::is_empty)
+        {
+            self.dicts = other.dicts;
+            self.buckets = other.buckets;
+            return Ok(());
+        }
         let d = self.dimensions.len();
         let mut remap: Vec<Vec<u16>> = Vec::with_capacity(d);
         for j in 0..d {

@@ -68,7 +68,7 @@ pub fn secondary_suppress(
     let start = Instant::now();
     let system = System::build(tables, hierarchies, published)?;
     let mut notes = Vec::new();
-    for (t, table) in tables.iter().enumerate() {
+    for table in tables {
         if !table.statistic.is_additive() {
             notes.push(format!(
                 "table `{}` holds {} values, which do not add up: only its primary cells are suppressed, \
@@ -76,7 +76,6 @@ pub fn secondary_suppress(
                 table.name,
                 table.statistic.name()
             ));
-            let _ = t;
         }
     }
     let n = system.vars.len();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::count_cube;
-use kluis_sdc::{CellStatus, Method, Release, RuleSet, Rounding, protect};
+use kluis_sdc::{CellStatus, Method, Release, Rounding, RuleSet, protect};
 use proptest::prelude::*;
 
 fn table_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<u64>)> {
@@ -14,7 +14,10 @@ fn table_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<u64>)> {
     ]
     .prop_flat_map(|sizes| {
         let n: usize = sizes.iter().product();
-        (Just(sizes), proptest::collection::vec(prop_oneof![3 => 0u64..12, 2 => 12u64..80], n))
+        (
+            Just(sizes),
+            proptest::collection::vec(prop_oneof![3 => 0u64..12, 2 => 12u64..80], n),
+        )
     })
 }
 

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kluis", version, about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data")]
+#[command(
+    name = "kluis",
+    version,
+    about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +27,8 @@ enum Command {
     Insz(cmd::insz::Args),
     /// Derive origin, Statbel origin and migration background for rows of a CSV or Parquet file.
     Derive(cmd::derive::Args),
+    /// Output disclosure control: check and protect tables (from microdata or finished tables).
+    Sdc(cmd::sdc::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,7 @@ fn main() -> ExitCode {
         Command::Codelist(args) => cmd::codelist::run(args),
         Command::Insz(args) => cmd::insz::run(args),
         Command::Derive(args) => cmd::derive::run(args),
+        Command::Sdc(args) => cmd::sdc::run(args),
     };
     match result {
         Ok(status) => status,

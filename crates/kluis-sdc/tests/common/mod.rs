@@ -92,8 +92,15 @@ pub fn count_cube(sizes: &[usize], interior: &[u64]) -> Table {
             rest /= sizes[j];
         }
         for m in 0..(1usize << d) {
-            let key: Vec<String> =
-                (0..d).map(|j| if m >> j & 1 == 1 { TOTAL.to_string() } else { format!("c{}", idx[j]) }).collect();
+            let key: Vec<String> = (0..d)
+                .map(|j| {
+                    if m >> j & 1 == 1 {
+                        TOTAL.to_string()
+                    } else {
+                        format!("c{}", idx[j])
+                    }
+                })
+                .collect();
             *sums.entry(key).or_default() += v;
         }
     }
@@ -102,6 +109,9 @@ pub fn count_cube(sizes: &[usize], interior: &[u64]) -> Table {
         dimensions: (0..d).map(|j| format!("d{j}")).collect(),
         statistic: Statistic::Count,
         measure: None,
-        cells: sums.into_iter().map(|(k, v)| count_cell(&k.iter().map(String::as_str).collect::<Vec<_>>(), v)).collect(),
+        cells: sums
+            .into_iter()
+            .map(|(k, v)| count_cell(&k.iter().map(String::as_str).collect::<Vec<_>>(), v))
+            .collect(),
     }
 }
