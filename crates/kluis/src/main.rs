@@ -41,6 +41,8 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Destroy projects past their retention date.
     Retention(cmd::retention::Args),
+    /// Output disclosure control: check and protect tables (from microdata or finished tables).
+    Sdc(cmd::sdc::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Project(args) => cmd::project::run(args, &globals),
         Command::Audit(args) => cmd::audit::run(args, &globals),
         Command::Retention(args) => cmd::retention::run(args, &globals),
+        Command::Sdc(args) => cmd::sdc::run(args),
     };
     match result {
         Ok(status) => status,

@@ -8,3 +8,4 @@ pub mod init;
 pub mod insz;
 pub mod project;
 pub mod retention;
+pub mod sdc;
