@@ -1,0 +1,14 @@
+//! kluis domain model: the code lists, INSZ numbers, and the rules that derive national origin,
+//! Statbel origin and migration background. No I/O: everything here is pure and embedded.
+
+pub mod codelists;
+pub mod groups;
+pub mod insz;
+pub mod rules;
+
+pub use codelists::{Country, country};
+pub use groups::{
+    EducationBand, EmployerGroup, MigrationBackground, OriginGroup, StatbelGroup, StatbelOrigin,
+};
+pub use insz::{Insz, InszError, InszInfo, InszKind, PartialDate, Sex};
+pub use rules::{Background, MigrationThresholds, Origin};
