@@ -23,6 +23,8 @@ enum Command {
     Insz(cmd::insz::Args),
     /// Derive origin, Statbel origin and migration background for rows of a CSV or Parquet file.
     Derive(cmd::derive::Args),
+    /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
+    Risk(cmd::risk::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Codelist(args) => cmd::codelist::run(args),
         Command::Insz(args) => cmd::insz::run(args),
         Command::Derive(args) => cmd::derive::run(args),
+        Command::Risk(args) => cmd::risk::run(args),
     };
     match result {
         Ok(status) => status,
