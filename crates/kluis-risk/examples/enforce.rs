@@ -19,8 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     files.retain(|p| p.extension().is_some_and(|e| e == "csv"));
     files.sort();
-    let columns: Vec<String> =
-        files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let columns: Vec<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
 
     let started = Instant::now();
@@ -32,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .zip(&names)
         .map(|(file, name)| Hierarchy::read_csv(file, name, &table.column(name)?.dictionary))
         .collect::<Result<Vec<_>, _>>()?;
-    let options = RecodingOptions { k: k.parse()?, max_suppressed: budget.parse()? };
+    let options = RecodingOptions {
+        k: k.parse()?,
+        max_suppressed: budget.parse()?,
+    };
     let done = enforce_k(&table, &hierarchies, &options, MissingPolicy::MatchesAny)?;
     let enforce = started.elapsed().as_secs_f64();
     let report = serde_json::json!({

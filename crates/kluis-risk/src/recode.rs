@@ -14,11 +14,13 @@
 //! feasible nodes the search returns the one with the least loss, ties broken by fewer records
 //! to suppress, then by fewer levels, then by the level vector.
 //!
-//! Search: nodes are visited in ascending loss; the first feasible one is optimal, since loss is
-//! known before evaluating. A node below a known infeasible node is skipped without evaluation
-//! (monotonicity). A node is evaluated on the class table (distinct tuples with counts) of the
-//! cheapest already-evaluated node below it, so most evaluations roll up a small table rather
-//! than the records.
+//! Search, exact: (1) a bound: climb greedily from the bottom node, each step taking the
+//! one-level generalisation that removes most records below k per unit of added loss, until
+//! feasible; (2) decide every node whose loss does not exceed the bound, highest first: an
+//! infeasible node proves every node below it infeasible without evaluating them
+//! (monotonicity), a feasible one lowers the bound. A node is evaluated on the class table
+//! (distinct tuples with counts) of the smallest already-evaluated node below it, so most
+//! evaluations roll up a small table rather than the records.
 
 use serde::Serialize;
 
@@ -139,11 +141,7 @@ pub fn optimal_recoding(
             break;
         }
     }
-    nodes.sort_by(|a, b| {
-        a.0.total_cmp(&b.0)
-            .then_with(|| a.1.iter().sum::<usize>().cmp(&b.1.iter().sum::<usize>()))
-            .then_with(|| a.1.cmp(&b.1))
-    });
+    let height = |n: &[usize]| n.iter().sum::<usize>();
 
     // The records' own class table is the root every evaluation can roll up from.
     let base = {
@@ -158,51 +156,75 @@ pub fn optimal_recoding(
             counts: classes.sizes,
         }
     };
-    let mut cache: Vec<ClassTable> = Vec::new();
-    let mut infeasible: Vec<Vec<usize>> = Vec::new();
+    let mut search = Search {
+        base,
+        cache: Vec::new(),
+        evaluated: 0,
+        k: options.k,
+    };
+
+    // Phase 1, a bound: climb greedily from the bottom, each step taking the one-level
+    // generalisation that removes the most records below k per unit of loss, until feasible.
     let mut best: Option<(f64, u64, Vec<usize>)> = None;
-    let mut evaluated = 0u64;
-    for (loss, node) in &nodes {
-        if let Some((best_loss, _, _)) = &best
-            && *loss > *best_loss + LOSS_TIE
-        {
+    let mut current = vec![0usize; q];
+    loop {
+        let below = search.evaluate(&current, hierarchies);
+        if below <= options.max_suppressed {
+            best = Some((loss_of(&current), below, current.clone()));
             break;
         }
-        if infeasible.iter().any(|m| dominated(node, m)) {
+        let mut step: Option<(f64, Vec<usize>)> = None;
+        for j in 0..q {
+            if current[j] + 1 >= hierarchies[j].levels() {
+                continue;
+            }
+            let mut child = current.clone();
+            child[j] += 1;
+            let gain = below.saturating_sub(search.evaluate(&child, hierarchies)) as f64;
+            let cost = (loss_of(&child) - loss_of(&current)).max(LOSS_TIE);
+            let score = gain / cost;
+            if step.as_ref().is_none_or(|(s, _)| score > *s) {
+                step = Some((score, child));
+            }
+        }
+        match step {
+            Some((_, child)) => current = child,
+            None => break,
+        }
+    }
+    let Some(mut bound) = best.as_ref().map(|b| b.0) else {
+        return Ok(None);
+    };
+
+    // Phase 2, exact: every node cheaper than the bound is decided, highest first, so that an
+    // infeasible node settles everything below it and a feasible one lowers the bound.
+    let mut candidates: Vec<&(f64, Vec<usize>)> = nodes
+        .iter()
+        .filter(|(loss, _)| *loss <= bound + LOSS_TIE)
+        .collect();
+    candidates.sort_by(|a, b| {
+        height(&b.1)
+            .cmp(&height(&a.1))
+            .then_with(|| a.0.total_cmp(&b.0))
+    });
+    let mut infeasible: Vec<Vec<usize>> = Vec::new();
+    for (loss, node) in candidates {
+        if *loss > bound + LOSS_TIE || infeasible.iter().any(|m| dominated(node, m)) {
             continue;
         }
-        let source = cache
-            .iter()
-            .filter(|t| dominated(&t.levels, node))
-            .min_by_key(|t| t.counts.len())
-            .unwrap_or(&base);
-        let rolled = roll_up(source, node, hierarchies);
-        evaluated += 1;
-        let below: u64 = rolled
-            .counts
-            .iter()
-            .filter(|&&c| c < options.k)
-            .map(|&c| u64::from(c))
-            .sum();
+        let below = search.evaluate(node, hierarchies);
         if below <= options.max_suppressed {
-            let better = best.as_ref().is_none_or(|(_, b, _)| below < *b);
-            if better {
-                best = Some((*loss, below, node.clone()));
+            let candidate = (*loss, below, node.clone());
+            if best.as_ref().is_none_or(|b| better(&candidate, b)) {
+                bound = bound.min(*loss);
+                best = Some(candidate);
             }
         } else {
             infeasible.retain(|m| !dominated(m, node));
             infeasible.push(node.clone());
-            cache.push(rolled);
-            let mut words: usize = cache.iter().map(|t| t.tuples.len() + t.counts.len()).sum();
-            while words > CACHE_WORDS {
-                let largest = (0..cache.len())
-                    .max_by_key(|&i| cache[i].counts.len())
-                    .unwrap();
-                let t = cache.swap_remove(largest);
-                words -= t.tuples.len() + t.counts.len();
-            }
         }
     }
+    let evaluated = search.evaluated;
     Ok(best.map(|(loss, below, levels)| Recoding {
         level_names: levels
             .iter()
@@ -215,6 +237,65 @@ pub fn optimal_recoding(
         lattice_nodes: node_count,
         nodes_evaluated: evaluated,
     }))
+}
+
+/// Whether `a` (loss, records below k, levels) beats `b`: less loss, then fewer records below
+/// k, then fewer levels, then the smaller level vector.
+fn better(a: &(f64, u64, Vec<usize>), b: &(f64, u64, Vec<usize>)) -> bool {
+    if (a.0 - b.0).abs() > LOSS_TIE {
+        return a.0 < b.0;
+    }
+    let ha: usize = a.2.iter().sum();
+    let hb: usize = b.2.iter().sum();
+    (a.1, ha, &a.2) < (b.1, hb, &b.2)
+}
+
+/// Evaluations with a cache of class tables to roll up from.
+struct Search {
+    base: ClassTable,
+    cache: Vec<ClassTable>,
+    evaluated: u64,
+    k: u32,
+}
+
+impl Search {
+    /// Records below k at `node`, rolled up from the smallest cached table below it.
+    fn evaluate(&mut self, node: &[usize], hierarchies: &[Hierarchy]) -> u64 {
+        if let Some(t) = self.cache.iter().find(|t| t.levels == node) {
+            return below_k(&t.counts, self.k);
+        }
+        let source = self
+            .cache
+            .iter()
+            .filter(|t| dominated(&t.levels, node))
+            .min_by_key(|t| t.counts.len())
+            .unwrap_or(&self.base);
+        let rolled = roll_up(source, node, hierarchies);
+        self.evaluated += 1;
+        let below = below_k(&rolled.counts, self.k);
+        self.cache.push(rolled);
+        let mut words: usize = self
+            .cache
+            .iter()
+            .map(|t| t.tuples.len() + t.counts.len())
+            .sum();
+        while words > CACHE_WORDS {
+            let largest = (0..self.cache.len())
+                .max_by_key(|&i| self.cache[i].counts.len())
+                .unwrap();
+            let t = self.cache.swap_remove(largest);
+            words -= t.tuples.len() + t.counts.len();
+        }
+        below
+    }
+}
+
+fn below_k(counts: &[u32], k: u32) -> u64 {
+    counts
+        .iter()
+        .filter(|&&c| c < k)
+        .map(|&c| u64::from(c))
+        .sum()
 }
 
 /// True when `a` is at or below `b` on every quasi-identifier.
@@ -250,7 +331,8 @@ pub(crate) fn entropy_bits(counts: &[u64]) -> f64 {
             let p = c as f64 / total;
             -p * p.log2()
         })
-        .sum()
+        .sum::<f64>()
+        + 0.0 // turns the −0.0 of a single-valued column into 0.0
 }
 
 /// Recodes a class table to the levels of `node` and merges equal tuples.
