@@ -1,1 +1,11 @@
+//! One module per subcommand: each has `Args` (clap) and `run`.
+
+pub mod audit;
+pub mod authorisation;
+pub mod codelist;
+pub mod derive;
+pub mod init;
+pub mod insz;
+pub mod project;
+pub mod retention;
 pub mod risk;
