@@ -43,6 +43,8 @@ enum Command {
     Retention(cmd::retention::Args),
     /// Output disclosure control: check and protect tables (from microdata or finished tables).
     Sdc(cmd::sdc::Args),
+    /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
+    Risk(cmd::risk::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::audit::run(args, &globals),
         Command::Retention(args) => cmd::retention::run(args, &globals),
         Command::Sdc(args) => cmd::sdc::run(args),
+        Command::Risk(args) => cmd::risk::run(args),
     };
     match result {
         Ok(status) => status,

@@ -8,4 +8,5 @@ pub mod init;
 pub mod insz;
 pub mod project;
 pub mod retention;
+pub mod risk;
 pub mod sdc;
