@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use kluis_enclave::{Enclave, EnclaveError, Job, Limits, PersonYearsSource, RiskOptions, write_results};
+use kluis_enclave::{
+    Enclave, EnclaveError, Job, Limits, PersonYearsSource, RiskOptions, write_results,
+};
 
 use crate::exit::bad_input;
 
@@ -117,7 +119,11 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 c.name,
                 c.statistic,
                 c.measure,
-                if c.dimensions.is_empty() { "nothing (one cell)".to_string() } else { c.dimensions.join(", ") }
+                if c.dimensions.is_empty() {
+                    "nothing (one cell)".to_string()
+                } else {
+                    c.dimensions.join(", ")
+                }
             ),
             Err(e) if e.is_bad_input() => {
                 println!("refused  {e}");
@@ -144,9 +150,10 @@ fn manifest_scale(extract: &Path) -> anyhow::Result<Option<f64>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad_input(format!("{}: not valid JSON: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad_input(format!("{}: not valid JSON: {e}", path.display())))?;
     match manifest.get("sampling_fraction") {
         None => Ok(None),
         Some(v) => match v.as_f64() {
@@ -164,20 +171,38 @@ fn run_job(args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = load_job(&args.job)?;
     let scale_factor = match args.scale_factor {
         Some(f) if f.is_finite() && f >= 1.0 => f,
-        Some(f) => return Err(bad_input(format!("--scale-factor {f}: expected a number of at least 1"))),
+        Some(f) => {
+            return Err(bad_input(format!(
+                "--scale-factor {f}: expected a number of at least 1"
+            )));
+        }
         None => manifest_scale(&args.extract)?.unwrap_or(1.0),
     };
     if args.threads == 0 {
         return Err(bad_input("--threads 0: expected at least 1"));
     }
-    let limits = Limits { memory_bytes: args.memory_limit, time: args.time_limit, threads: args.threads };
+    let limits = Limits {
+        memory_bytes: args.memory_limit,
+        time: args.time_limit,
+        threads: args.threads,
+    };
     let enclave = open_extract(&args.extract, limits)?;
     let tables = enclave.run_job(&job).map_err(|e| {
-        if e.is_bad_input() { bad_input(e.to_string()) } else { anyhow::Error::new(e) }
+        if e.is_bad_input() {
+            bad_input(e.to_string())
+        } else {
+            anyhow::Error::new(e)
+        }
     })?;
-    let out = args.out.unwrap_or_else(|| args.job.join("results").join("sample"));
-    let risk = RiskOptions { scale_factor, min_units: args.min_units };
-    write_results(&out, &job, &tables, risk).with_context(|| format!("writing results to {}", out.display()))?;
+    let out = args
+        .out
+        .unwrap_or_else(|| args.job.join("results").join("sample"));
+    let risk = RiskOptions {
+        scale_factor,
+        min_units: args.min_units,
+    };
+    write_results(&out, &job, &tables, risk)
+        .with_context(|| format!("writing results to {}", out.display()))?;
     for t in &tables {
         let at_risk = t
             .cells
