@@ -258,6 +258,16 @@ impl Insz {
     }
 }
 
+/// A cell value fit for an error message: the value itself, unless it is a valid INSZ number
+/// (with or without separators), which must never reach a message or a log.
+pub fn redact_if_insz(value: &str) -> &str {
+    if Insz::parse(value).is_ok() {
+        "<a valid INSZ number, not shown>"
+    } else {
+        value
+    }
+}
+
 impl fmt::Display for Insz {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:011}", self.0)
@@ -335,6 +345,16 @@ mod tests {
             Insz::from_u64(serial0 * 100 + check_digits(serial0, false)),
             Err(InszError::Serial)
         );
+    }
+
+    #[test]
+    fn valid_numbers_are_redacted_from_messages() {
+        assert_eq!(
+            redact_if_insz("93.05.18-223.61"),
+            "<a valid INSZ number, not shown>"
+        );
+        assert_eq!(redact_if_insz("93051822362"), "93051822362");
+        assert_eq!(redact_if_insz("MA"), "MA");
     }
 
     #[test]

@@ -22,5 +22,9 @@ pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
 
 /// Exit status for an error: 2 when any cause in its chain is bad input, else 1.
 pub fn status_for(error: &anyhow::Error) -> u8 {
-    if error.chain().any(|cause| cause.is::<BadInput>()) { 2 } else { 1 }
+    if error.chain().any(|cause| cause.is::<BadInput>()) {
+        2
+    } else {
+        1
+    }
 }

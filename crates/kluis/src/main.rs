@@ -3,13 +3,18 @@
 
 mod cmd;
 mod exit;
+mod table_file;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kluis", version, about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data")]
+#[command(
+    name = "kluis",
+    version,
+    about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

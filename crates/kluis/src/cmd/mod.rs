@@ -1,0 +1,5 @@
+//! One module per subcommand: each has `Args` (clap) and `run`.
+
+pub mod codelist;
+pub mod derive;
+pub mod insz;
