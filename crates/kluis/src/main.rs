@@ -28,6 +28,8 @@ enum Command {
     Insz(cmd::insz::Args),
     /// Derive origin, Statbel origin and migration background for rows of a CSV or Parquet file.
     Derive(cmd::derive::Args),
+    /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
+    Job(cmd::job::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Codelist(args) => cmd::codelist::run(args),
         Command::Insz(args) => cmd::insz::run(args),
         Command::Derive(args) => cmd::derive::run(args),
+        Command::Job(args) => cmd::job::run(args),
     };
     match result {
         Ok(status) => status,

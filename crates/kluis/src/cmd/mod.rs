@@ -3,3 +3,4 @@
 pub mod codelist;
 pub mod derive;
 pub mod insz;
+pub mod job;
