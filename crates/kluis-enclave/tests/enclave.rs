@@ -491,10 +491,6 @@ fn each_refused_query_shape_is_refused_with_its_reason() {
             |v| matches!(v, V::Limit),
         ),
         (
-            "SELECT region, count(*) AS n FROM (SELECT * FROM person_years ORDER BY income) t GROUP BY region",
-            |v| matches!(v, V::SortInSubquery),
-        ),
-        (
             "SELECT region, sum(count(*)) OVER () AS n FROM person_years GROUP BY region",
             |v| matches!(v, V::Window { .. }),
         ),
@@ -567,7 +563,7 @@ fn each_refused_query_shape_is_refused_with_its_reason() {
             |v| matches!(v, V::JoinNotOnUnit { .. }),
         ),
         (
-            "SELECT region, count(*) AS n FROM (SELECT region, sum(income) AS s FROM person_years GROUP BY region) t GROUP BY region",
+            "SELECT sex, count(*) AS n FROM (SELECT sex, region, count(*) AS c FROM person_years GROUP BY sex, region) t GROUP BY sex",
             |v| matches!(v, V::UnitLost { .. }),
         ),
         (
@@ -626,6 +622,8 @@ fn allowed_shapes_pass_the_check() {
         "WITH recent AS (SELECT * FROM person_years WHERE year >= 2020) SELECT sex, count(*) AS n FROM recent GROUP BY sex",
         "SELECT CASE WHEN income < 500 THEN 'low' ELSE 'high' END AS band, count(*) AS n FROM person_years GROUP BY 1",
         "SELECT count(*) AS n FROM person_years",
+        // DataFusion drops an ORDER BY without LIMIT in a derived table: the plan has no sort.
+        "SELECT region, count(*) AS n FROM (SELECT * FROM person_years ORDER BY income) t GROUP BY region",
         "SELECT region, n FROM (SELECT region, count(*) AS n FROM person_years GROUP BY region) t ORDER BY region",
     ] {
         let checked = enclave.check(&output("ok", Statistic::Count, sql));
@@ -746,7 +744,16 @@ fn results_are_written_with_cells_and_a_risk_report() {
     let at_risk = report["outputs"][0]["at_risk"].as_array().unwrap();
     assert_eq!(at_risk.len(), 3, "{report}");
     // A second run replaces the results as a whole.
-    write_results(&out, &job, &tables, RiskOptions::default()).unwrap();
+    write_results(
+        &out,
+        &job,
+        &tables,
+        RiskOptions {
+            scale_factor: 4.0,
+            min_units: 10,
+        },
+    )
+    .unwrap();
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["outputs"][0]["at_risk"].as_array().unwrap().len(), 0);
