@@ -43,6 +43,12 @@ enum Command {
     Retention(cmd::retention::Args),
     /// Write a project's phase-1 extract (pseudonymised, minimised sample); verify one.
     Extract(cmd::extract::Args),
+    /// Output disclosure control: check and protect tables (from microdata or finished tables).
+    Sdc(cmd::sdc::Args),
+    /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
+    Risk(cmd::risk::Args),
+    /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
+    Job(cmd::job::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,9 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd::audit::run(args, &globals),
         Command::Retention(args) => cmd::retention::run(args, &globals),
         Command::Extract(args) => cmd::extract::run(args, &globals),
+        Command::Sdc(args) => cmd::sdc::run(args),
+        Command::Risk(args) => cmd::risk::run(args),
+        Command::Job(args) => cmd::job::run(args),
     };
     match result {
         Ok(status) => status,

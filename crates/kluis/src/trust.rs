@@ -44,16 +44,26 @@ impl Globals {
     }
 }
 
-/// The day retention dates are judged on: today, or `KLUIS_TODAY` (YYYY-MM-DD) for tests and
-/// for rehearsing what enforcement will do on a given day.
+/// The day retention dates are judged on: today, or a later day given as `KLUIS_TODAY`
+/// (YYYY-MM-DD) to rehearse what enforcement will do then. An earlier day is refused: turning the
+/// clock back would reopen an expired project.
 pub fn today() -> anyhow::Result<NaiveDate> {
+    let real = chrono::Local::now().date_naive();
     match std::env::var("KLUIS_TODAY") {
-        Ok(text) if !text.is_empty() => text.parse().map_err(|_| {
-            bad_input(format!(
-                "KLUIS_TODAY={text:?} is not a date; write it as YYYY-MM-DD"
-            ))
-        }),
-        _ => Ok(chrono::Local::now().date_naive()),
+        Ok(text) if !text.is_empty() => {
+            let day: NaiveDate = text.parse().map_err(|_| {
+                bad_input(format!(
+                    "KLUIS_TODAY={text:?} is not a date; write it as YYYY-MM-DD"
+                ))
+            })?;
+            if day < real {
+                return Err(bad_input(format!(
+                    "KLUIS_TODAY={day} is in the past; it may only rehearse a later day, never reopen an expired project"
+                )));
+            }
+            Ok(day)
+        }
+        _ => Ok(real),
     }
 }
 

@@ -17,10 +17,7 @@ impl Env {
         let env = Env {
             dir: tempfile::tempdir().unwrap(),
         };
-        env.kluis("sam", "2026-03-01")
-            .arg("init")
-            .assert()
-            .success();
+        env.kluis("sam", NOW).arg("init").assert().success();
         env
     }
 
@@ -28,19 +25,26 @@ impl Env {
         self.dir.path().join("state")
     }
 
-    /// `kluis` acting as `actor` on `today`, with nothing inherited from the caller's
-    /// environment that could point elsewhere.
+    /// `kluis` acting as `actor` on `today` (a later day rehearsed with KLUIS_TODAY, or the real
+    /// day when empty), with nothing inherited from the caller's environment that could point
+    /// elsewhere.
     fn kluis(&self, actor: &str, today: &str) -> Command {
         let mut cmd = Command::cargo_bin("kluis").unwrap();
         cmd.env_remove("KLUIS_ACTOR")
-            .env("KLUIS_HOME", self.home())
-            .env("KLUIS_TODAY", today);
+            .env_remove("KLUIS_TODAY")
+            .env("KLUIS_HOME", self.home());
+        if !today.is_empty() {
+            cmd.env("KLUIS_TODAY", today);
+        }
         if !actor.is_empty() {
             cmd.env("KLUIS_ACTOR", actor);
         }
         cmd
     }
 }
+
+/// The real day: no KLUIS_TODAY.
+const NOW: &str = "";
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -58,7 +62,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn authorisation_check_accepts_the_shipped_files_and_lists_every_problem() {
     let env = Env::new();
-    env.kluis("", "2026-03-01")
+    env.kluis("", NOW)
         .args(["authorisation", "check", A23_224])
         .assert()
         .success()
@@ -68,7 +72,7 @@ fn authorisation_check_accepts_the_shipped_files_and_lists_every_problem() {
         .stdout(predicate::str::contains(
             "retention date 2024-12-31 has passed",
         ));
-    env.kluis("", "2026-03-01")
+    env.kluis("", NOW)
         .args(["authorisation", "check", DEMO])
         .assert()
         .success();
@@ -79,7 +83,7 @@ fn authorisation_check_accepts_the_shipped_files_and_lists_every_problem() {
         .replacen("nace = \"section\"", "nace = \"year\"", 1)
         .replacen("until = 2031-12-31", "until = 2020-01-01", 1);
     std::fs::write(&bad, text).unwrap();
-    env.kluis("", "2026-03-01")
+    env.kluis("", NOW)
         .args(["authorisation", "check"])
         .arg(&bad)
         .assert()
@@ -199,7 +203,7 @@ fn kluis_audit_free_check(exported: &str) {
 #[test]
 fn authorisation_23_224_is_refused_naming_its_retention_date() {
     let env = Env::new();
-    env.kluis("ksz-steward", "2026-03-01")
+    env.kluis("ksz-steward", NOW)
         .args(["project", "create", "--authorisation", A23_224])
         .assert()
         .code(2)
@@ -295,9 +299,21 @@ fn no_project_key_in_any_file_of_the_state_directory_or_the_export() {
 #[test]
 fn init_refuses_an_existing_state_directory() {
     let env = Env::new();
-    env.kluis("sam", "2026-03-01")
+    env.kluis("sam", NOW)
         .arg("init")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("already a kluis state directory"));
+}
+
+#[test]
+fn the_clock_cannot_be_turned_back_to_reopen_an_expired_project() {
+    let env = Env::new();
+    env.kluis("", "2020-01-01")
+        .args(["authorisation", "check", A23_224])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "KLUIS_TODAY=2020-01-01 is in the past",
+        ));
 }

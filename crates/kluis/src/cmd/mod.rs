@@ -7,5 +7,8 @@ pub mod derive;
 pub mod extract;
 pub mod init;
 pub mod insz;
+pub mod job;
 pub mod project;
 pub mod retention;
+pub mod risk;
+pub mod sdc;
