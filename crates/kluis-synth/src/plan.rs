@@ -303,10 +303,11 @@ impl Plan {
                     (share(*g, year) * stock[y] - survivors).max(0.0)
                 })
                 .collect();
-            if mix.iter().sum::<f64>() <= 0.0 {
+            let total: f64 = mix.iter().sum();
+            if total <= 0.0 {
                 return Err(format!("no origin mix of the {year} entrants reaches the origin shares"));
             }
-            mixes.push(mix);
+            mixes.push(mix.iter().map(|m| m / total).collect());
         }
 
         // Employer types: the federal share split by Belgian origin, then by sex.

@@ -28,6 +28,12 @@ enum Command {
     Insz(cmd::insz::Args),
     /// Derive origin, Statbel origin and migration background for rows of a CSV or Parquet file.
     Derive(cmd::derive::Args),
+    /// Generate a calibrated synthetic employee population as a warehouse.
+    Generate(cmd::generate::Args),
+    /// Load persons and person-years (CSV or Parquet) into a warehouse, checking every row.
+    Ingest(cmd::ingest::Args),
+    /// Show or export a warehouse.
+    Warehouse(cmd::warehouse::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
         Command::Codelist(args) => cmd::codelist::run(args),
         Command::Insz(args) => cmd::insz::run(args),
         Command::Derive(args) => cmd::derive::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Ingest(args) => cmd::ingest::run(args),
+        Command::Warehouse(args) => cmd::warehouse::run(args),
     };
     match result {
         Ok(status) => status,

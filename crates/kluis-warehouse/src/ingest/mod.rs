@@ -36,7 +36,7 @@ pub const MAX_AGE: i32 = 99;
 const BATCH: usize = 131_072;
 
 /// Where a bad row is: a CSV line (the header is line 1) or a Parquet row (the first is row 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Location {
     Line(u64),
     Row(u64),

@@ -2,4 +2,7 @@
 
 pub mod codelist;
 pub mod derive;
+pub mod generate;
+pub mod ingest;
 pub mod insz;
+pub mod warehouse;
