@@ -48,7 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-            Calibration::parse(&path.display().to_string(), &text).map_err(|e| bad_input(e.to_string()))?
+            Calibration::parse(&path.display().to_string(), &text)
+                .map_err(|e| bad_input(e.to_string()))?
         }
     };
     let persons = match (args.persons, args.scale) {
@@ -62,19 +63,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {human_pos}/{human_len} persons ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} persons ({eta} left)",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let started = Instant::now();
-    let options = GenerateOptions { persons, seed: args.seed, calibration, threads: args.threads };
-    let generated = kluis_synth::generate(&args.warehouse, &options, &|done, _| bar.set_position(done))
-        .map_err(|e| match e {
-            GenerateError::Calibration(_) => bad_input(e.to_string()),
-            GenerateError::Warehouse(kluis_warehouse::Error::NotReplaceable(_)) => bad_input(e.to_string()),
-            other => anyhow::Error::new(other),
-        })
-        .with_context(|| format!("generating into {}", args.warehouse.display()))?;
+    let options = GenerateOptions {
+        persons,
+        seed: args.seed,
+        calibration,
+        threads: args.threads,
+    };
+    let generated =
+        kluis_synth::generate(&args.warehouse, &options, &|done, _| bar.set_position(done))
+            .map_err(|e| match e {
+                GenerateError::Calibration(_) => bad_input(e.to_string()),
+                GenerateError::Warehouse(kluis_warehouse::Error::NotReplaceable(_)) => {
+                    bad_input(e.to_string())
+                }
+                other => anyhow::Error::new(other),
+            })
+            .with_context(|| format!("generating into {}", args.warehouse.display()))?;
     bar.finish_and_clear();
     print!("{}", generated.report.table());
     let m = &generated.manifest;
@@ -89,7 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.warehouse.join(REPORT_FILE).display()
     );
     if generated.report.failed > 0 {
-        eprintln!("warning: {} calibration check(s) outside tolerance (see the table above)", generated.report.failed);
+        eprintln!(
+            "warning: {} calibration check(s) outside tolerance (see the table above)",
+            generated.report.failed
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The reject file is written beside its target and renamed into place when the load is done.
     let mut rejects = match &args.reject_file {
         Some(path) => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             let tmp = tempfile::Builder::new()
                 .prefix(".kluis-rejects-")
                 .tempfile_in(dir)
@@ -87,14 +90,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = match result {
         Ok(summary) => summary,
         Err(e @ IngestError::Rejected { .. }) => {
-            return Err(bad_input(format!("{e}; give --reject-file FILE to load the good rows and set the bad ones aside")));
+            return Err(bad_input(format!(
+                "{e}; give --reject-file FILE to load the good rows and set the bad ones aside"
+            )));
         }
         Err(e) if e.is_bad_input() => return Err(bad_input(e.to_string())),
         Err(e) => return Err(anyhow::Error::new(e)),
     };
     if let (Some(out), Some(path)) = (rejects, &args.reject_file) {
-        let tmp = out.into_inner().map_err(|e| anyhow::anyhow!("writing the reject file: {e}"))?;
-        tmp.persist(path).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
+        let tmp = out
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the reject file: {e}"))?;
+        tmp.persist(path)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
     }
     let m = &summary.manifest;
     let rows = m.persons + m.person_year_rows() + summary.rejected_rows;
@@ -113,7 +121,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "warning: {} bad row(s) left out ({} problem(s)), listed in {}",
             summary.rejected_rows,
             summary.problems,
-            args.reject_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            args.reject_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)

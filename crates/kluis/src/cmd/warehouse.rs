@@ -33,7 +33,9 @@ enum Command {
 
 fn open(dir: &PathBuf) -> anyhow::Result<Warehouse> {
     Warehouse::open(dir).map_err(|e| match e {
-        kluis_warehouse::Error::NotAWarehouse(_) | kluis_warehouse::Error::Manifest { .. } => bad_input(e.to_string()),
+        kluis_warehouse::Error::NotAWarehouse(_) | kluis_warehouse::Error::Manifest { .. } => {
+            bad_input(e.to_string())
+        }
         other => anyhow::Error::new(other),
     })
 }
@@ -46,13 +48,22 @@ fn size(bytes: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
 }
 
 fn print_schema(name: &str, schema: &SchemaRef) {
     println!("schema {name}:");
     for f in schema.fields() {
-        println!("  {:<26} {:<8}{}", f.name(), f.data_type().to_string(), if f.is_nullable() { "" } else { " not null" });
+        println!(
+            "  {:<26} {:<8}{}",
+            f.name(),
+            f.data_type().to_string(),
+            if f.is_nullable() { "" } else { " not null" }
+        );
     }
 }
 
@@ -70,20 +81,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 m.created_by
             );
             match &m.source {
-                Source::Generated { seed, persons_requested, calibration, calibration_sha256 } => println!(
+                Source::Generated {
+                    seed,
+                    persons_requested,
+                    calibration,
+                    calibration_sha256,
+                } => println!(
                     "source: generated, seed {seed}, {persons_requested} persons, calibration {calibration} (sha256 {calibration_sha256})"
                 ),
-                Source::Ingested { persons_file, person_years_file, rejected_rows } => println!(
+                Source::Ingested {
+                    persons_file,
+                    person_years_file,
+                    rejected_rows,
+                } => println!(
                     "source: ingested from {persons_file} and {person_years_file}, {rejected_rows} bad row(s) left out"
                 ),
             }
-            println!("persons: {} rows, {}", info.persons.rows, size(info.persons.bytes));
+            println!(
+                "persons: {} rows, {}",
+                info.persons.rows,
+                size(info.persons.bytes)
+            );
             let total: u64 = info.person_years.values().map(|t| t.rows).sum();
             let bytes: u64 = info.person_years.values().map(|t| t.bytes).sum();
-            println!("person_years: {} rows in {} years, {}", total, info.person_years.len(), size(bytes));
-            println!("  {:>4} {:>12} {:>6} {:>10}", "year", "rows", "files", "size");
+            println!(
+                "person_years: {} rows in {} years, {}",
+                total,
+                info.person_years.len(),
+                size(bytes)
+            );
+            println!(
+                "  {:>4} {:>12} {:>6} {:>10}",
+                "year", "rows", "files", "size"
+            );
             for (year, t) in &info.person_years {
-                println!("  {:>4} {:>12} {:>6} {:>10}", year, t.rows, t.files, size(t.bytes));
+                println!(
+                    "  {:>4} {:>12} {:>6} {:>10}",
+                    year,
+                    t.rows,
+                    t.files,
+                    size(t.bytes)
+                );
             }
             print_schema("persons", &info.persons_schema);
             print_schema("person_years", &info.person_years_schema);
