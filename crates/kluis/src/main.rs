@@ -45,8 +45,6 @@ enum Command {
     Sdc(cmd::sdc::Args),
     /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
     Risk(cmd::risk::Args),
-    /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
-    Job(cmd::job::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,7 +60,6 @@ fn main() -> ExitCode {
         Command::Retention(args) => cmd::retention::run(args, &globals),
         Command::Sdc(args) => cmd::sdc::run(args),
         Command::Risk(args) => cmd::risk::run(args),
-        Command::Job(args) => cmd::job::run(args),
     };
     match result {
         Ok(status) => status,

@@ -6,7 +6,6 @@ pub mod codelist;
 pub mod derive;
 pub mod init;
 pub mod insz;
-pub mod job;
 pub mod project;
 pub mod retention;
 pub mod risk;
