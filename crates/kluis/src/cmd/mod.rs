@@ -1,8 +1,15 @@
 //! One module per subcommand: each has `Args` (clap) and `run`.
 
+pub mod audit;
+pub mod authorisation;
 pub mod codelist;
 pub mod derive;
 pub mod generate;
 pub mod ingest;
+pub mod init;
 pub mod insz;
+pub mod project;
+pub mod retention;
+pub mod risk;
+pub mod sdc;
 pub mod warehouse;
