@@ -89,7 +89,10 @@ impl Serials {
             }
             day = year_start + (day - year_start + 1) % year_days;
         }
-        panic!("more than {} persons of one sex and birth year in a chunk", self.count as i32 * year_days);
+        panic!(
+            "more than {} persons of one sex and birth year in a chunk",
+            self.count as i32 * year_days
+        );
     }
 }
 
@@ -134,9 +137,17 @@ struct Life {
 
 impl<'p> Generator<'p> {
     pub fn new(plan: &'p Plan) -> Generator<'p> {
-        let bands = std::array::from_fn(|l| codelists::education_band(l as u8).expect("ISCED levels 0-9"));
-        let region_codes = codelists::get("regions").expect("embedded").codes().collect();
-        Generator { plan, bands, region_codes }
+        let bands =
+            std::array::from_fn(|l| codelists::education_band(l as u8).expect("ISCED levels 0-9"));
+        let region_codes = codelists::get("regions")
+            .expect("embedded")
+            .codes()
+            .collect();
+        Generator {
+            plan,
+            bands,
+            region_codes,
+        }
     }
 
     fn life(&self, rng: &mut ChaCha8Rng, cohort: usize) -> Life {
@@ -162,7 +173,12 @@ impl<'p> Generator<'p> {
             }
             end += 1;
         }
-        Life { start, end, birth: random_day(rng, birth_year), exit }
+        Life {
+            start,
+            end,
+            birth: random_day(rng, birth_year),
+            exit,
+        }
     }
 
     /// Registration of someone born abroad: at an arrival age (before their first year of
@@ -189,7 +205,13 @@ impl<'p> Generator<'p> {
         random_day(rng, year).max(life.birth)
     }
 
-    fn nationality(&self, rng: &mut ChaCha8Rng, o: &OriginPlan, life: &Life, entrant: bool) -> Nationality {
+    fn nationality(
+        &self,
+        rng: &mut ChaCha8Rng,
+        o: &OriginPlan,
+        life: &Life,
+        entrant: bool,
+    ) -> Nationality {
         let plan = self.plan;
         let be = c(codelists::BELGIUM);
         match o.group {
@@ -203,8 +225,16 @@ impl<'p> Generator<'p> {
                     }
                 }
                 let born_here = rng.random::<f64>() < plan.belgian_born_in_belgium;
-                let country_of_birth = if born_here { be } else { plan.belgian_born_abroad.sample(rng) };
-                let registration = if born_here { life.birth } else { self.arrival(rng, o, life, false) };
+                let country_of_birth = if born_here {
+                    be
+                } else {
+                    plan.belgian_born_abroad.sample(rng)
+                };
+                let registration = if born_here {
+                    life.birth
+                } else {
+                    self.arrival(rng, o, life, false)
+                };
                 Nationality {
                     first: Some(be),
                     father,
@@ -251,7 +281,11 @@ impl<'p> Generator<'p> {
                 let origin = countries.sample(rng);
                 // Born abroad: mostly in the country of origin.
                 let born_abroad = |rng: &mut ChaCha8Rng| {
-                    if rng.random::<f64>() < 0.9 { origin } else { countries.sample(rng) }
+                    if rng.random::<f64>() < 0.9 {
+                        origin
+                    } else {
+                        countries.sample(rng)
+                    }
                 };
                 if rng.random::<f64>() < o.abroad {
                     return Nationality {
@@ -282,29 +316,46 @@ impl<'p> Generator<'p> {
                         before: be,
                         naturalisation: None,
                         country_of_birth: if born_here { be } else { born_abroad(rng) },
-                        registration: Some(if born_here { life.birth } else { self.arrival(rng, o, life, false) }),
+                        registration: Some(if born_here {
+                            life.birth
+                        } else {
+                            self.arrival(rng, o, life, false)
+                        }),
                         bis: false,
                         abroad: false,
                     };
                 }
                 let born_here = rng.random::<f64>() < o.born_in_belgium;
-                let registration = if born_here { life.birth } else { self.arrival(rng, o, life, entrant) };
-                let registration_year = civil_from_days(registration).0;
-                let adult_arrival = !born_here && registration_year - civil_from_days(life.birth).0 >= 18;
-                let (father, mother) = if adult_arrival && rng.random::<f64>() < plan.adult_parents_unknown {
-                    (None, None)
+                let registration = if born_here {
+                    life.birth
                 } else {
-                    let father = (rng.random::<f64>() < 0.9).then_some(origin);
-                    let u: f64 = rng.random();
-                    let mother = if u < 0.85 { Some(origin) } else if u < 0.9 { Some(be) } else { None };
-                    (father, mother)
+                    self.arrival(rng, o, life, entrant)
                 };
+                let registration_year = civil_from_days(registration).0;
+                let adult_arrival =
+                    !born_here && registration_year - civil_from_days(life.birth).0 >= 18;
+                let (father, mother) =
+                    if adult_arrival && rng.random::<f64>() < plan.adult_parents_unknown {
+                        (None, None)
+                    } else {
+                        let father = (rng.random::<f64>() < 0.9).then_some(origin);
+                        let u: f64 = rng.random();
+                        let mother = if u < 0.85 {
+                            Some(origin)
+                        } else if u < 0.9 {
+                            Some(be)
+                        } else {
+                            None
+                        };
+                        (father, mother)
+                    };
                 // Naturalisation: a yearly chance once eligible, at most once, within the panel.
                 let naturalisation = (o.naturalisation > 0.0)
                     .then(|| {
                         let u: f64 = rng.random();
                         let wait = ((1.0 - u).ln() / (1.0 - o.naturalisation).ln()).floor();
-                        let year = registration_year + plan.naturalisation_wait + wait.min(1000.0) as i32;
+                        let year =
+                            registration_year + plan.naturalisation_wait + wait.min(1000.0) as i32;
                         (year <= plan.last_year).then(|| random_day(rng, year))
                     })
                     .flatten();
@@ -324,11 +375,21 @@ impl<'p> Generator<'p> {
     }
 
     /// Generates persons `range` (global person numbers) of chunk `index` of `chunks`.
-    pub fn chunk(&self, seed: u64, index: usize, chunks: usize, range: std::ops::Range<u64>) -> Chunk {
+    pub fn chunk(
+        &self,
+        seed: u64,
+        index: usize,
+        chunks: usize,
+        range: std::ops::Range<u64>,
+    ) -> Chunk {
         let plan = self.plan;
         let mut rng = chunk_rng(seed, index);
         let band = (499 / chunks) as u16;
-        let mut serials = Serials { first: index as u16 * band, count: band, used: FxHashMap::default() };
+        let mut serials = Serials {
+            first: index as u16 * band,
+            count: band,
+            used: FxHashMap::default(),
+        };
         let years = plan.years();
         let mut persons = PersonCols::default();
         let mut cols: Vec<YearCols> = (0..years).map(|_| YearCols::default()).collect();
@@ -342,7 +403,11 @@ impl<'p> Generator<'p> {
             let o = &plan.origins[plan.cohort_origin[cohort].sample(&mut rng)];
             let nat = self.nationality(&mut rng, o, &life, cohort > 0);
             let mut ty = o.types.sample(&mut rng);
-            let sex = if rng.random::<f64>() < plan.types[ty].women { Sex::F } else { Sex::M };
+            let sex = if rng.random::<f64>() < plan.types[ty].women {
+                Sex::F
+            } else {
+                Sex::M
+            };
             let level = plan.education_for(plan.types[ty].group).sample(&mut rng);
             let band_of = self.bands[level];
             let field = plan
@@ -354,16 +419,28 @@ impl<'p> Generator<'p> {
 
             let (birth, serial) = serials.take(life.birth, sex, nat.bis);
             let (y, m, d) = civil_from_days(birth);
-            let date = PartialDate { year: y, month: m as u8, day: d as u8 };
-            let (kind, bis_sex) = if nat.bis { (InszKind::Bis, BisSex::Known) } else { (InszKind::Rr, BisSex::Known) };
+            let date = PartialDate {
+                year: y,
+                month: m as u8,
+                day: d as u8,
+            };
+            let (kind, bis_sex) = if nat.bis {
+                (InszKind::Bis, BisSex::Known)
+            } else {
+                (InszKind::Rr, BisSex::Known)
+            };
             let insz = Insz::generate(date, serial, kind, bis_sex).value() as i64;
             // Born in Belgium means registered at birth: follow a birth-date shift.
-            let registration = nat.registration.map(|r| if r == life.birth { birth } else { r.max(birth) });
+            let registration = nat
+                .registration
+                .map(|r| if r == life.birth { birth } else { r.max(birth) });
 
             persons.insz.push(insz);
             persons.sex.push(sex.code());
             persons.birth_date.push(birth);
-            persons.country_of_birth.push(nat.country_of_birth.alpha2.as_str());
+            persons
+                .country_of_birth
+                .push(nat.country_of_birth.alpha2.as_str());
             persons.first.push(nat.first.map(|c| c.alpha2.as_str()));
             persons.father.push(nat.father.map(|c| c.alpha2.as_str()));
             persons.mother.push(nat.mother.map(|c| c.alpha2.as_str()));
@@ -373,8 +450,13 @@ impl<'p> Generator<'p> {
             persons.study_field.push(Some(field));
             stats.person(life.exit, nat.naturalisation.map(|d| civil_from_days(d).0));
 
-            let mut region = if nat.abroad { abroad_region } else { o.regions.sample(&mut rng) };
-            let mut employer = plan.types[ty].employers[plan.types[ty].employer_dist.sample(&mut rng)];
+            let mut region = if nat.abroad {
+                abroad_region
+            } else {
+                o.regions.sample(&mut rng)
+            };
+            let mut employer =
+                plan.types[ty].employers[plan.types[ty].employer_dist.sample(&mut rng)];
             let mut statuut = plan.types[ty].statuut.sample(&mut rng);
             let women = usize::from(sex == Sex::F);
             for year in life.start..=life.end {
@@ -391,7 +473,9 @@ impl<'p> Generator<'p> {
                         region = o.regions.sample(&mut rng);
                     }
                 }
-                let naturalised = nat.naturalisation.is_some_and(|n| n < days_from_civil(year, 1, 1));
+                let naturalised = nat
+                    .naturalisation
+                    .is_some_and(|n| n < days_from_civil(year, 1, 1));
                 let current = if naturalised { be } else { nat.before };
                 let background = Background {
                     current_nationality: Some(current),
@@ -412,7 +496,11 @@ impl<'p> Generator<'p> {
                 row.employer_type.push(i32::from(t.code));
                 row.statuut.push(statuut);
                 row.nace.push(employer.nace);
-                let region_index = self.region_codes.iter().position(|r| *r == region).expect("code-list region");
+                let region_index = self
+                    .region_codes
+                    .iter()
+                    .position(|r| *r == region)
+                    .expect("code-list region");
                 stats.person_year(i, &background, region_index, t, sex, statuut, employer.nace);
             }
         }
@@ -426,7 +514,11 @@ impl<'p> Generator<'p> {
                 (year, year_batch(year, c))
             })
             .collect();
-        Chunk { persons: person_batch(persons), years, stats }
+        Chunk {
+            persons: person_batch(persons),
+            years,
+            stats,
+        }
     }
 }
 
@@ -444,12 +536,17 @@ fn person_batch(p: PersonCols) -> RecordBatch {
         Arc::new(Int32Array::from(p.education)),
         Arc::new(StringArray::from(p.study_field)),
     ];
-    RecordBatch::try_new(kluis_model::schema::persons_schema(), columns).expect("persons columns match the schema")
+    RecordBatch::try_new(kluis_model::schema::persons_schema(), columns)
+        .expect("persons columns match the schema")
 }
 
 fn year_batch(year: i32, c: YearCols) -> RecordBatch {
     let rows = c.insz.len();
-    let nace = StringArray::from_iter_values(c.nace.iter().map(|n| std::str::from_utf8(n).expect("digits")));
+    let nace = StringArray::from_iter_values(
+        c.nace
+            .iter()
+            .map(|n| std::str::from_utf8(n).expect("digits")),
+    );
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(c.insz)),
         Arc::new(Int32Array::from(vec![year; rows])),
@@ -460,5 +557,6 @@ fn year_batch(year: i32, c: YearCols) -> RecordBatch {
         Arc::new(Int32Array::from(c.statuut)),
         Arc::new(nace),
     ];
-    RecordBatch::try_new(kluis_model::schema::person_years_schema(), columns).expect("person_years columns match the schema")
+    RecordBatch::try_new(kluis_model::schema::person_years_schema(), columns)
+        .expect("person_years columns match the schema")
 }

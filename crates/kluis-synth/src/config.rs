@@ -212,18 +212,27 @@ impl Measure {
             "employees" => Measure::Employees,
             "distinct_persons" => Measure::DistinctPersons,
             "federal_belgian_origin_share" => Measure::FederalBelgianOriginShare,
-            "origin_share" => Measure::OriginShare(
-                OriginGroup::from_code(one(name, arg)?).ok_or_else(|| format!("{} is not an origin group", one(name, arg).unwrap_or("")))?,
-            ),
-            "statbel_origin_share" => Measure::StatbelOriginShare(
-                StatbelOrigin::from_code(one(name, arg)?).ok_or_else(|| format!("{} is not a Statbel origin", one(name, arg).unwrap_or("")))?,
-            ),
-            "employer_group_share" => Measure::EmployerGroupShare(
-                EmployerGroup::from_code(one(name, arg)?).ok_or_else(|| format!("{} is not an employer group", one(name, arg).unwrap_or("")))?,
-            ),
+            "origin_share" => {
+                Measure::OriginShare(OriginGroup::from_code(one(name, arg)?).ok_or_else(|| {
+                    format!("{} is not an origin group", one(name, arg).unwrap_or(""))
+                })?)
+            }
+            "statbel_origin_share" => {
+                Measure::StatbelOriginShare(StatbelOrigin::from_code(one(name, arg)?).ok_or_else(
+                    || format!("{} is not a Statbel origin", one(name, arg).unwrap_or("")),
+                )?)
+            }
+            "employer_group_share" => {
+                Measure::EmployerGroupShare(EmployerGroup::from_code(one(name, arg)?).ok_or_else(
+                    || format!("{} is not an employer group", one(name, arg).unwrap_or("")),
+                )?)
+            }
             "region_share" => {
                 let regions = list(arg)?;
-                if let Some(bad) = regions.iter().find(|r| !kluis_model::codelists::is_region(r)) {
+                if let Some(bad) = regions
+                    .iter()
+                    .find(|r| !kluis_model::codelists::is_region(r))
+                {
                     return Err(format!("{bad} is not a region code"));
                 }
                 Measure::RegionShare(regions)
@@ -240,8 +249,12 @@ impl Measure {
             "civil_servant_share" => Measure::CivilServantShare(types(arg)?),
             "nace_count" => {
                 let codes = list(arg)?;
-                if let Some(bad) = codes.iter().find(|c| !(c.len() == 2 || c.len() == 5) || !c.bytes().all(|b| b.is_ascii_digit())) {
-                    return Err(format!("{bad} is neither a 5-digit NACE-BEL code nor a 2-digit division"));
+                if let Some(bad) = codes.iter().find(|c| {
+                    !(c.len() == 2 || c.len() == 5) || !c.bytes().all(|b| b.is_ascii_digit())
+                }) {
+                    return Err(format!(
+                        "{bad} is neither a 5-digit NACE-BEL code nor a 2-digit division"
+                    ));
                 }
                 Measure::NaceCount(codes)
             }
@@ -253,7 +266,10 @@ impl Measure {
     pub fn is_count(&self) -> bool {
         matches!(
             self,
-            Measure::Employees | Measure::DistinctPersons | Measure::EmployerTypeCount(_) | Measure::NaceCount(_)
+            Measure::Employees
+                | Measure::DistinctPersons
+                | Measure::EmployerTypeCount(_)
+                | Measure::NaceCount(_)
         )
     }
 }
@@ -261,8 +277,14 @@ impl Measure {
 /// An age class key: `"18-24"` or a single age `"60"`.
 pub fn age_range(key: &str) -> Result<(i32, i32), String> {
     let (lo, hi) = key.split_once('-').unwrap_or((key, key));
-    let lo: i32 = lo.trim().parse().map_err(|_| format!("bad age class {key}"))?;
-    let hi: i32 = hi.trim().parse().map_err(|_| format!("bad age class {key}"))?;
+    let lo: i32 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad age class {key}"))?;
+    let hi: i32 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad age class {key}"))?;
     if lo > hi {
         return Err(format!("bad age class {key}"));
     }
@@ -296,21 +318,31 @@ impl Calibration {
 
     fn check(&self) -> Result<(), String> {
         if self.first_year > self.last_year || self.last_year - self.first_year > 60 {
-            return Err(format!("years {}-{} are not a sensible range", self.first_year, self.last_year));
+            return Err(format!(
+                "years {}-{} are not a sensible range",
+                self.first_year, self.last_year
+            ));
         }
         for t in &self.targets {
             let m = Measure::parse(&t.measure).map_err(|e| format!("target {}: {e}", t.measure))?;
             let forms = [t.values.is_some(), t.value.is_some(), t.range.is_some()];
             if forms.iter().filter(|f| **f).count() != 1 {
-                return Err(format!("target {}: give exactly one of values, value, range", t.measure));
+                return Err(format!(
+                    "target {}: give exactly one of values, value, range",
+                    t.measure
+                ));
             }
             if let Some(values) = &t.values {
                 for year in values.keys() {
-                    year.parse::<i32>().map_err(|_| format!("target {}: {year} is not a year", t.measure))?;
+                    year.parse::<i32>()
+                        .map_err(|_| format!("target {}: {year} is not a year", t.measure))?;
                 }
             }
             if t.value.is_some() && m != Measure::DistinctPersons {
-                return Err(format!("target {}: only distinct_persons takes a single value", t.measure));
+                return Err(format!(
+                    "target {}: only distinct_persons takes a single value",
+                    t.measure
+                ));
             }
             if t.tolerance < 0.0 {
                 return Err(format!("target {}: negative tolerance", t.measure));
@@ -328,7 +360,10 @@ impl Calibration {
                 .iter()
                 .find(|t| t.measure == key)
                 .ok_or_else(|| format!("the generator needs a target {key}"))?;
-            let values = t.values.as_ref().ok_or_else(|| format!("target {key} needs per-year values"))?;
+            let values = t
+                .values
+                .as_ref()
+                .ok_or_else(|| format!("target {key} needs per-year values"))?;
             for y in [self.first_year, self.last_year] {
                 if !values.contains_key(&y.to_string()) {
                     return Err(format!("target {key} needs values for {y}"));
@@ -348,15 +383,27 @@ impl Calibration {
             }
         }
         for (key, o) in &self.origins {
-            let group = OriginGroup::from_code(key).filter(|g| g.is_foreign()).ok_or_else(|| format!("[origins.{key}]: not a foreign origin group"))?;
+            let group = OriginGroup::from_code(key)
+                .filter(|g| g.is_foreign())
+                .ok_or_else(|| format!("[origins.{key}]: not a foreign origin group"))?;
             for c in o.countries.keys() {
-                let country = kluis_model::country(c).ok_or_else(|| format!("[origins.{key}]: unknown country {c}"))?;
+                let country = kluis_model::country(c)
+                    .ok_or_else(|| format!("[origins.{key}]: unknown country {c}"))?;
                 if country.origin_group != group {
-                    return Err(format!("[origins.{key}]: {c} belongs to origin group {}", country.origin_group));
+                    return Err(format!(
+                        "[origins.{key}]: {c} belongs to origin group {}",
+                        country.origin_group
+                    ));
                 }
             }
             check_regions(&format!("origins.{key}"), &o.regions)?;
-            for p in [o.belgian_at_birth, o.born_in_belgium, o.naturalisation, o.recent_arrival, o.abroad] {
+            for p in [
+                o.belgian_at_birth,
+                o.born_in_belgium,
+                o.naturalisation,
+                o.recent_arrival,
+                o.abroad,
+            ] {
                 check_probability(&format!("origins.{key}"), p)?;
             }
         }
@@ -367,14 +414,22 @@ impl Calibration {
         }
         for key in self.belgian.undetermined_missing.keys() {
             if !["father", "mother", "both"].contains(&key.as_str()) {
-                return Err(format!("[belgian] undetermined_missing: {key} is not father, mother or both"));
+                return Err(format!(
+                    "[belgian] undetermined_missing: {key} is not father, mother or both"
+                ));
             }
         }
-        for (name, classes) in [("first_year", &self.ages.first_year), ("entry", &self.ages.entry), ("other_exit", &self.ages.other_exit)] {
+        for (name, classes) in [
+            ("first_year", &self.ages.first_year),
+            ("entry", &self.ages.entry),
+            ("other_exit", &self.ages.other_exit),
+        ] {
             for key in classes.keys() {
                 let (lo, hi) = age_range(key).map_err(|e| format!("[ages] {name}: {e}"))?;
                 if lo < 18 || hi > 64 {
-                    return Err(format!("[ages] {name}: {key} is outside the working ages 18-64"));
+                    return Err(format!(
+                        "[ages] {name}: {key} is outside the working ages 18-64"
+                    ));
                 }
             }
         }
@@ -386,35 +441,58 @@ impl Calibration {
         }
         let mut share = 0.0;
         for t in &self.employer_types {
-            let known = kluis_model::codelists::employer_type(t.code).ok_or_else(|| format!("employer type {}: not in employer_types.csv", t.code))?;
+            let known = kluis_model::codelists::employer_type(t.code)
+                .ok_or_else(|| format!("employer type {}: not in employer_types.csv", t.code))?;
             share += t.share;
             for (code, _) in &t.statuut {
-                let s = code.parse::<u8>().ok().and_then(kluis_model::codelists::statuut).ok_or_else(|| format!("employer type {}: {code} is not a statuut", t.code))?;
+                let s = code
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(kluis_model::codelists::statuut)
+                    .ok_or_else(|| format!("employer type {}: {code} is not a statuut", t.code))?;
                 if s.public_only && !known.public {
-                    return Err(format!("employer type {}: statuut {code} exists only at public employers", t.code));
+                    return Err(format!(
+                        "employer type {}: statuut {code} exists only at public employers",
+                        t.code
+                    ));
                 }
             }
             if t.employers.is_empty() && t.generated.is_none() {
                 return Err(format!("employer type {}: no employers", t.code));
             }
-            let naces = t.employers.iter().map(|e| &e.nace).chain(t.generated.iter().flat_map(|g| g.nace.keys()));
+            let naces = t
+                .employers
+                .iter()
+                .map(|e| &e.nace)
+                .chain(t.generated.iter().flat_map(|g| g.nace.keys()));
             for nace in naces {
-                kluis_model::codelists::nace_division(nace).map_err(|e| format!("employer type {}: NACE {nace}: {e}", t.code))?;
+                kluis_model::codelists::nace_division(nace)
+                    .map_err(|e| format!("employer type {}: NACE {nace}: {e}", t.code))?;
             }
         }
         if (share - 1.0).abs() > 1e-6 {
             return Err(format!("employer type shares sum to {share}, not 1"));
         }
-        for group in [EmployerGroup::Federal, EmployerGroup::NonFederalPublic, EmployerGroup::Private] {
+        for group in [
+            EmployerGroup::Federal,
+            EmployerGroup::NonFederalPublic,
+            EmployerGroup::Private,
+        ] {
             if !self.education.contains_key(group.code()) {
                 return Err(format!("no [education.{}] section", group.code()));
             }
         }
         for band in EducationBand::ALL {
-            let fields = self.study_fields.get(band.code()).ok_or_else(|| format!("[study_fields] has no {}", band.code()))?;
+            let fields = self
+                .study_fields
+                .get(band.code())
+                .ok_or_else(|| format!("[study_fields] has no {}", band.code()))?;
             for f in fields.keys() {
                 if !kluis_model::codelists::is_study_field(f) {
-                    return Err(format!("[study_fields] {}: {f} is not an ISCED-F field", band.code()));
+                    return Err(format!(
+                        "[study_fields] {}: {f} is not an ISCED-F field",
+                        band.code()
+                    ));
                 }
             }
         }
@@ -444,7 +522,9 @@ impl Calibration {
 fn check_regions(section: &str, regions: &BTreeMap<String, f64>) -> Result<(), String> {
     for r in regions.keys() {
         if !kluis_model::codelists::is_region(r) || r == "ABROAD" {
-            return Err(format!("[{section}] regions: {r} is not a region of residence (abroad has its own parameter)"));
+            return Err(format!(
+                "[{section}] regions: {r} is not a region of residence (abroad has its own parameter)"
+            ));
         }
     }
     Ok(())
@@ -471,7 +551,9 @@ pub fn interpolate(points: &BTreeMap<i32, f64>, year: i32) -> f64 {
         }
     }
     match (below, above) {
-        (Some((y0, v0)), Some((y1, v1))) if y1 != y0 => v0 + (v1 - v0) * f64::from(year - y0) / f64::from(y1 - y0),
+        (Some((y0, v0)), Some((y1, v1))) if y1 != y0 => {
+            v0 + (v1 - v0) * f64::from(year - y0) / f64::from(y1 - y0)
+        }
         (Some((_, v)), _) | (None, Some((_, v))) => v,
         (None, None) => f64::NAN,
     }
@@ -479,7 +561,10 @@ pub fn interpolate(points: &BTreeMap<i32, f64>, year: i32) -> f64 {
 
 /// Per-year points of a map keyed by year text.
 pub fn year_points(values: &BTreeMap<String, f64>) -> BTreeMap<i32, f64> {
-    values.iter().map(|(y, v)| (y.parse().expect("checked year"), *v)).collect()
+    values
+        .iter()
+        .map(|(y, v)| (y.parse().expect("checked year"), *v))
+        .collect()
 }
 
 #[cfg(test)]
@@ -496,15 +581,33 @@ mod tests {
 
     #[test]
     fn a_broken_file_names_its_problem() {
-        let broken = DEFAULT.replace("measure = \"origin_share:EU13\"", "measure = \"origin_share:EU99\"");
-        let e = Calibration::parse("mine.toml", &broken).unwrap_err().to_string();
+        let broken = DEFAULT.replace(
+            "measure = \"origin_share:EU13\"",
+            "measure = \"origin_share:EU99\"",
+        );
+        let e = Calibration::parse("mine.toml", &broken)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mine.toml") && e.contains("EU99"), "{e}");
-        let shares = DEFAULT.replace("values = { 2010 = 0.73, 2021 = 0.66 }", "values = { 2010 = 0.83, 2021 = 0.66 }");
-        let e = Calibration::parse("mine.toml", &shares).unwrap_err().to_string();
+        let shares = DEFAULT.replace(
+            "values = { 2010 = 0.73, 2021 = 0.66 }",
+            "values = { 2010 = 0.83, 2021 = 0.66 }",
+        );
+        let e = Calibration::parse("mine.toml", &shares)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("origin shares of 2010 sum to"), "{e}");
-        let civil = DEFAULT.replace("statuut = { 1 = 0.38, 2 = 0.60, 4 = 0.02 }", "statuut = { 1 = 0.38, 3 = 0.60, 4 = 0.02 }");
-        let e = Calibration::parse("mine.toml", &civil).unwrap_err().to_string();
-        assert!(e.contains("statuut 3 exists only at public employers"), "{e}");
+        let civil = DEFAULT.replace(
+            "statuut = { 1 = 0.38, 2 = 0.60, 4 = 0.02 }",
+            "statuut = { 1 = 0.38, 3 = 0.60, 4 = 0.02 }",
+        );
+        let e = Calibration::parse("mine.toml", &civil)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("statuut 3 exists only at public employers"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -519,10 +622,16 @@ mod tests {
 
     #[test]
     fn measures_parse() {
-        assert_eq!(Measure::parse("employer_type_count:13+15").unwrap(), Measure::EmployerTypeCount(vec![13, 15]));
+        assert_eq!(
+            Measure::parse("employer_type_count:13+15").unwrap(),
+            Measure::EmployerTypeCount(vec![13, 15])
+        );
         assert!(Measure::parse("employer_type_count:19").is_err());
         assert!(Measure::parse("nace_count:8422").is_err());
-        assert_eq!(Measure::parse("region_share:ABROAD+UNKNOWN").unwrap(), Measure::RegionShare(vec!["ABROAD".into(), "UNKNOWN".into()]));
+        assert_eq!(
+            Measure::parse("region_share:ABROAD+UNKNOWN").unwrap(),
+            Measure::RegionShare(vec!["ABROAD".into(), "UNKNOWN".into()])
+        );
         assert!(Measure::parse("wage_share").is_err());
     }
 }

@@ -30,7 +30,10 @@ pub struct Categorical {
 impl Categorical {
     pub fn new(weights: &[f64]) -> Result<Categorical, String> {
         let total: f64 = weights.iter().sum();
-        if weights.is_empty() || !(total > 0.0) || weights.iter().any(|w| *w < 0.0 || !w.is_finite()) {
+        if weights.is_empty()
+            || !(total > 0.0)
+            || weights.iter().any(|w| *w < 0.0 || !w.is_finite())
+        {
             return Err(format!("weights {weights:?} cannot be drawn from"));
         }
         let mut sum = 0.0;
@@ -46,7 +49,9 @@ impl Categorical {
 
     pub fn sample(&self, rng: &mut impl rand::Rng) -> usize {
         let u: f64 = rng.random();
-        self.cumulative.partition_point(|c| *c <= u).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|c| *c <= u)
+            .min(self.cumulative.len() - 1)
     }
 
     /// The probability of index `i`.
@@ -271,9 +276,13 @@ impl Plan {
                 ));
             }
             (_, Some(high)) if high < target => {
-                return Err(format!("distinct_persons {target} is too high: even a 50% yearly exit rate gives {high:.0} persons"));
+                return Err(format!(
+                    "distinct_persons {target} is too high: even a 50% yearly exit rate gives {high:.0} persons"
+                ));
             }
-            (None, _) => return Err("the employee counts fall faster than retirement allows".into()),
+            (None, _) => {
+                return Err("the employee counts fall faster than retirement allows".into());
+            }
             _ => {}
         }
         for _ in 0..60 {
@@ -289,24 +298,33 @@ impl Plan {
 
         // Origin mix per cohort: each entry cohort brings what the survivors lack.
         let share = |g: OriginGroup, y: i32| {
-            interpolate(&year_points(c.target_values(&format!("origin_share:{}", g.code()))), y)
+            interpolate(
+                &year_points(c.target_values(&format!("origin_share:{}", g.code()))),
+                y,
+            )
         };
         let groups = OriginGroup::ALL;
-        let mut mixes: Vec<Vec<f64>> = vec![groups.iter().map(|g| share(*g, c.first_year)).collect()];
+        let mut mixes: Vec<Vec<f64>> =
+            vec![groups.iter().map(|g| share(*g, c.first_year)).collect()];
         for y in 1..years {
             let year = c.first_year + y as i32;
             let mix: Vec<f64> = groups
                 .iter()
                 .enumerate()
                 .map(|(i, g)| {
-                    let survivors: f64 = (0..y).map(|k| sizes[k] * surv[k][y - k] * mixes[k][i]).sum();
+                    let survivors: f64 = (0..y)
+                        .map(|k| sizes[k] * surv[k][y - k] * mixes[k][i])
+                        .sum();
                     (share(*g, year) * stock[y] - survivors).max(0.0)
                 })
                 .collect();
-            if mix.iter().sum::<f64>() <= 0.0 {
-                return Err(format!("no origin mix of the {year} entrants reaches the origin shares"));
+            let total: f64 = mix.iter().sum();
+            if total <= 0.0 {
+                return Err(format!(
+                    "no origin mix of the {year} entrants reaches the origin shares"
+                ));
             }
-            mixes.push(mix);
+            mixes.push(mix.iter().map(|m| m / total).collect());
         }
 
         // Employer types: the federal share split by Belgian origin, then by sex.
@@ -315,15 +333,25 @@ impl Plan {
         let federal_total: f64 = c
             .employer_types
             .iter()
-            .filter(|t| codelists::employer_type(t.code).expect("checked").group == EmployerGroup::Federal)
+            .filter(|t| {
+                codelists::employer_type(t.code).expect("checked").group == EmployerGroup::Federal
+            })
             .map(|t| t.share)
             .sum();
         let mut types = Vec::new();
         for t in &c.employer_types {
             let known = codelists::employer_type(t.code).expect("checked");
-            let (codes, weights): (Vec<i32>, Vec<f64>) =
-                t.statuut.iter().map(|(s, w)| (s.parse::<i32>().expect("checked"), *w)).unzip();
-            let (employers, employer_weights) = employer_pool(t, persons as f64 / target, rng, types.iter().map(|t: &TypePlan| t.employers.len()).sum())?;
+            let (codes, weights): (Vec<i32>, Vec<f64>) = t
+                .statuut
+                .iter()
+                .map(|(s, w)| (s.parse::<i32>().expect("checked"), *w))
+                .unzip();
+            let (employers, employer_weights) = employer_pool(
+                t,
+                persons as f64 / target,
+                rng,
+                types.iter().map(|t: &TypePlan| t.employers.len()).sum(),
+            )?;
             types.push(TypePlan {
                 code: t.code,
                 group: known.group,
@@ -334,7 +362,11 @@ impl Plan {
             });
         }
         let type_weights = |g: OriginGroup| -> Vec<f64> {
-            let factor = if g == OriginGroup::Be { beta / belgian_ref } else { (1.0 - beta) / (1.0 - belgian_ref) };
+            let factor = if g == OriginGroup::Be {
+                beta / belgian_ref
+            } else {
+                (1.0 - beta) / (1.0 - belgian_ref)
+            };
             let federal = federal_total * factor;
             c.employer_types
                 .iter()
@@ -405,7 +437,9 @@ impl Plan {
 
         let level_dist = |group: EmployerGroup| -> Result<Categorical, String> {
             let levels = &c.education[group.code()].levels;
-            let w: Vec<f64> = (0..=9).map(|l| levels.get(&l.to_string()).copied().unwrap_or(0.0)).collect();
+            let w: Vec<f64> = (0..=9)
+                .map(|l| levels.get(&l.to_string()).copied().unwrap_or(0.0))
+                .collect();
             Categorical::new(&w)
         };
         let study_fields = EducationBand::ALL
@@ -413,8 +447,10 @@ impl Plan {
             .map(|band| {
                 let map = &c.study_fields[band.code()];
                 let list = codelists::get("iscedf_fields").expect("embedded");
-                let (items, weights): (Vec<&'static str>, Vec<f64>) =
-                    list.codes().filter_map(|f| map.get(f).map(|w| (f, *w))).unzip();
+                let (items, weights): (Vec<&'static str>, Vec<f64>) = list
+                    .codes()
+                    .filter_map(|f| map.get(f).map(|w| (f, *w)))
+                    .unzip();
                 Ok((*band, Choice::new(items, &weights)?))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -438,7 +474,10 @@ impl Plan {
             cohort_age: (0..years)
                 .map(|k| Categorical::new(if k == 0 { &first_ages } else { &entry_ages }))
                 .collect::<Result<_, _>>()?,
-            cohort_origin: mixes.iter().map(|m| Categorical::new(m)).collect::<Result<_, _>>()?,
+            cohort_origin: mixes
+                .iter()
+                .map(|m| Categorical::new(m))
+                .collect::<Result<_, _>>()?,
             retirement,
             other_exit: other.iter().map(|m| (m * level).min(1.0)).collect(),
             other_exit_level: level,
@@ -502,19 +541,27 @@ fn employer_pool(
     let mut weights = Vec::new();
     let nace = |code: &str| -> [u8; 5] { code.as_bytes().try_into().expect("checked 5 digits") };
     for named in &t.employers {
-        employers.push(Employer { id: enterprise_number(first_index + employers.len()), nace: nace(&named.nace) });
+        employers.push(Employer {
+            id: enterprise_number(first_index + employers.len()),
+            nace: nace(&named.nace),
+        });
         weights.push(named.weight);
     }
     if let Some(g) = &t.generated {
         let count = ((g.count as f64 * scale).round() as usize).max(1);
-        let (codes, code_weights): (Vec<&String>, Vec<f64>) = g.nace.iter().map(|(k, w)| (k, *w)).unzip();
+        let (codes, code_weights): (Vec<&String>, Vec<f64>) =
+            g.nace.iter().map(|(k, w)| (k, *w)).unzip();
         let activity = Categorical::new(&code_weights)?;
         // Each activity gets employers in proportion to its weight, so small activities exist
         // even in a small population; sizes vary log-normally within an activity.
         let mut sizes = Vec::with_capacity(count);
         let mut activities = Vec::with_capacity(count);
         for i in 0..count {
-            let a = if count >= codes.len() && i < codes.len() { i } else { activity.sample(rng) };
+            let a = if count >= codes.len() && i < codes.len() {
+                i
+            } else {
+                activity.sample(rng)
+            };
             let normal: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
             sizes.push((1.2 * normal).exp());
             activities.push(a);
@@ -525,7 +572,10 @@ fn employer_pool(
         }
         let activity_total: f64 = code_weights.iter().sum();
         for (s, a) in sizes.iter().zip(&activities) {
-            employers.push(Employer { id: enterprise_number(first_index + employers.len()), nace: nace(codes[*a]) });
+            employers.push(Employer {
+                id: enterprise_number(first_index + employers.len()),
+                nace: nace(codes[*a]),
+            });
             weights.push(g.weight * code_weights[*a] / activity_total * s / per_activity[*a]);
         }
     }

@@ -68,7 +68,14 @@ pub struct Report {
 }
 
 fn share(n: u64, d: u64) -> (f64, u64) {
-    (if d == 0 { f64::NAN } else { n as f64 / d as f64 }, d)
+    (
+        if d == 0 {
+            f64::NAN
+        } else {
+            n as f64 / d as f64
+        },
+        d,
+    )
 }
 
 fn types_sum(counts: &[u64; 100], types: &[u8]) -> u64 {
@@ -88,28 +95,38 @@ fn evaluate(m: &Measure, y: &YearStats) -> (f64, u64) {
     match m {
         Measure::Employees => (y.employees as f64, 0),
         Measure::DistinctPersons => unreachable!("not per year"),
-        Measure::OriginShare(g) => {
-            share(y.origin[OriginGroup::ALL.iter().position(|x| x == g).expect("group")], y.employees)
-        }
-        Measure::StatbelOriginShare(s) => {
-            share(y.statbel[StatbelOrigin::ALL.iter().position(|x| x == s).expect("origin")], y.employees)
-        }
-        Measure::RegionShare(regions) => {
-            share(regions.iter().map(|r| y.region[region_index(r)]).sum(), y.employees)
-        }
+        Measure::OriginShare(g) => share(
+            y.origin[OriginGroup::ALL.iter().position(|x| x == g).expect("group")],
+            y.employees,
+        ),
+        Measure::StatbelOriginShare(s) => share(
+            y.statbel[StatbelOrigin::ALL
+                .iter()
+                .position(|x| x == s)
+                .expect("origin")],
+            y.employees,
+        ),
+        Measure::RegionShare(regions) => share(
+            regions.iter().map(|r| y.region[region_index(r)]).sum(),
+            y.employees,
+        ),
         Measure::ForeignBackgroundShare(r) => {
             let i = region_index(r);
             share(y.region_foreign[i], y.region[i])
         }
         Measure::EmployerGroupShare(g) => share(
-            y.employer_group[EmployerGroup::ALL.iter().position(|x| x == g).expect("group")],
+            y.employer_group[EmployerGroup::ALL
+                .iter()
+                .position(|x| x == g)
+                .expect("group")],
             y.employees,
         ),
         Measure::FederalBelgianOriginShare => share(y.federal_belgian_origin, y.federal),
         Measure::EmployerTypeCount(types) => (types_sum(&y.employer_type, types) as f64, 0),
-        Measure::WomenShare(types) => {
-            share(types_sum(&y.employer_type_women, types), types_sum(&y.employer_type, types))
-        }
+        Measure::WomenShare(types) => share(
+            types_sum(&y.employer_type_women, types),
+            types_sum(&y.employer_type, types),
+        ),
         Measure::CivilServantShare(types) => share(
             types_sum(&y.employer_type_civil_servants, types),
             types_sum(&y.employer_type, types),
@@ -143,11 +160,23 @@ fn check(
     };
     let (difference, allowance) = match (target_scaled, spec.range) {
         (Some(t), _) if count => ((value - t) / t, 3.0 / t.max(1.0).sqrt()),
-        (Some(t), _) => (value - t, 3.0 * (t * (1.0 - t) / denominator.max(1) as f64).sqrt()),
+        (Some(t), _) => (
+            value - t,
+            3.0 * (t * (1.0 - t) / denominator.max(1) as f64).sqrt(),
+        ),
         (None, Some([lo, hi])) => {
             let p = value.clamp(lo, hi);
-            let outside = if value < lo { value - lo } else if value > hi { value - hi } else { 0.0 };
-            (outside, 3.0 * (p * (1.0 - p) / denominator.max(1) as f64).sqrt())
+            let outside = if value < lo {
+                value - lo
+            } else if value > hi {
+                value - hi
+            } else {
+                0.0
+            };
+            (
+                outside,
+                3.0 * (p * (1.0 - p) / denominator.max(1) as f64).sqrt(),
+            )
         }
         (None, None) => unreachable!("checked: values, value or range"),
     };
@@ -175,13 +204,29 @@ impl Report {
         for spec in &c.targets {
             let m = Measure::parse(&spec.measure).expect("checked");
             if let Some(v) = spec.value {
-                checks.push(check(spec, &m, None, Some(v), false, (stats.persons as f64, 0), plan.scale));
+                checks.push(check(
+                    spec,
+                    &m,
+                    None,
+                    Some(v),
+                    false,
+                    (stats.persons as f64, 0),
+                    plan.scale,
+                ));
                 continue;
             }
             if spec.range.is_some() {
                 for year in c.years() {
                     let y = stats.year(year).expect("panel year");
-                    checks.push(check(spec, &m, Some(year), None, false, evaluate(&m, y), plan.scale));
+                    checks.push(check(
+                        spec,
+                        &m,
+                        Some(year),
+                        None,
+                        false,
+                        evaluate(&m, y),
+                        plan.scale,
+                    ));
                 }
                 continue;
             }
@@ -191,12 +236,24 @@ impl Report {
                 let hi = (*points.keys().last().expect("values")).min(c.last_year);
                 (lo..=hi).map(|y| (y, !points.contains_key(&y))).collect()
             } else {
-                points.keys().filter(|y| c.years().contains(y)).map(|y| (*y, false)).collect()
+                points
+                    .keys()
+                    .filter(|y| c.years().contains(y))
+                    .map(|y| (*y, false))
+                    .collect()
             };
             for (year, interpolated) in years {
                 let y = stats.year(year).expect("panel year");
                 let target = interpolate(&points, year);
-                checks.push(check(spec, &m, Some(year), Some(target), interpolated, evaluate(&m, y), plan.scale));
+                checks.push(check(
+                    spec,
+                    &m,
+                    Some(year),
+                    Some(target),
+                    interpolated,
+                    evaluate(&m, y),
+                    plan.scale,
+                ));
             }
         }
         let passed = checks.iter().filter(|c| c.pass).count();
@@ -245,19 +302,33 @@ impl Report {
             "target", "year", "target", "achieved", "diff", "tol", "result"
         );
         let fmt = |unit: &str, v: f64| {
-            if unit == "count" { format!("{v:.0}") } else { format!("{:.2}%", 100.0 * v) }
+            if unit == "count" {
+                format!("{v:.0}")
+            } else {
+                format!("{:.2}%", 100.0 * v)
+            }
         };
         for c in &self.checks {
             let target = match (c.target, c.range) {
-                (Some(t), _) => format!("{}{}", fmt(c.unit, t), if c.interpolated { "*" } else { "" }),
+                (Some(t), _) => format!(
+                    "{}{}",
+                    fmt(c.unit, t),
+                    if c.interpolated { "*" } else { "" }
+                ),
                 (None, Some([lo, hi])) if lo == hi => fmt(c.unit, lo),
                 (None, Some([lo, hi])) => format!("{}-{}", fmt(c.unit, lo), fmt(c.unit, hi)),
                 (None, None) => String::new(),
             };
             let (diff, tol) = if c.unit == "count" {
-                (format!("{:+.2}%", 100.0 * c.difference), format!("{:.1}%", 100.0 * c.tolerance))
+                (
+                    format!("{:+.2}%", 100.0 * c.difference),
+                    format!("{:.1}%", 100.0 * c.tolerance),
+                )
             } else {
-                (format!("{:+.2}pp", 100.0 * c.difference), format!("{:.1}pp", 100.0 * c.tolerance))
+                (
+                    format!("{:+.2}pp", 100.0 * c.difference),
+                    format!("{:.1}pp", 100.0 * c.tolerance),
+                )
             };
             let label: String = c.label.chars().take(44).collect();
             let _ = writeln!(

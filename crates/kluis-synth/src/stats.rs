@@ -64,7 +64,9 @@ pub struct Stats {
 }
 
 fn index_of<T: PartialEq>(all: &[T], value: &T) -> usize {
-    all.iter().position(|v| v == value).expect("value of a closed set")
+    all.iter()
+        .position(|v| v == value)
+        .expect("value of a closed set")
 }
 
 impl Stats {
@@ -109,7 +111,10 @@ impl Stats {
         let statbel = background.statbel_origin();
         y.statbel[index_of(StatbelOrigin::ALL, &statbel)] += 1;
         y.region[region] += 1;
-        if matches!(statbel, StatbelOrigin::NonBelgian | StatbelOrigin::BeForeignBackground) {
+        if matches!(
+            statbel,
+            StatbelOrigin::NonBelgian | StatbelOrigin::BeForeignBackground
+        ) {
             y.region_foreign[region] += 1;
         }
         let t = usize::from(employer_type.code);
@@ -147,7 +152,10 @@ impl Stats {
             add(&mut a.region_foreign, &b.region_foreign);
             add(&mut a.employer_type, &b.employer_type);
             add(&mut a.employer_type_women, &b.employer_type_women);
-            add(&mut a.employer_type_civil_servants, &b.employer_type_civil_servants);
+            add(
+                &mut a.employer_type_civil_servants,
+                &b.employer_type_civil_servants,
+            );
             add(&mut a.employer_group, &b.employer_group);
             a.federal += b.federal;
             a.federal_belgian_origin += b.federal_belgian_origin;
@@ -159,6 +167,8 @@ impl Stats {
 
     /// The counts of `year`, if it is in the panel.
     pub fn year(&self, year: i32) -> Option<&YearStats> {
-        usize::try_from(year - self.first_year).ok().and_then(|i| self.years.get(i))
+        usize::try_from(year - self.first_year)
+            .ok()
+            .and_then(|i| self.years.get(i))
     }
 }

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(parse_date(b"2024-02-29"), Some(days_from_civil(2024, 2, 29)));
+        assert_eq!(
+            parse_date(b"2024-02-29"),
+            Some(days_from_civil(2024, 2, 29))
+        );
         assert_eq!(parse_date(b"2023-02-29"), None);
         assert_eq!(parse_date(b"1900-02-29"), None);
         assert_eq!(parse_date(b"2023-13-01"), None);

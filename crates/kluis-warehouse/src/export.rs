@@ -47,7 +47,11 @@ pub fn export_csv(warehouse: &Warehouse, out: &Path) -> Result<ExportSummary> {
             header = false;
         }
         if header {
-            write_header(&kluis_model::schema::person_years_schema(), w, &person_years_file)?;
+            write_header(
+                &kluis_model::schema::person_years_schema(),
+                w,
+                &person_years_file,
+            )?;
         }
         Ok(rows)
     })?;
@@ -81,7 +85,11 @@ fn write_batches(batches: Batches, w: &mut impl Write, path: &Path) -> Result<u6
     write_table(batches, w, path, true)
 }
 
-fn write_header(schema: &arrow::datatypes::SchemaRef, w: &mut impl Write, path: &Path) -> Result<()> {
+fn write_header(
+    schema: &arrow::datatypes::SchemaRef,
+    w: &mut impl Write,
+    path: &Path,
+) -> Result<()> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     writeln!(w, "{}", names.join(",")).map_err(Error::io(path))
 }
@@ -122,12 +130,14 @@ fn write_row(batch: &RecordBatch, row: usize, line: &mut Vec<u8>, ints: &mut ito
                 line.extend(std::iter::repeat_n(b'0', 11usize.saturating_sub(s.len())));
                 line.extend_from_slice(s.as_bytes());
             }
-            DataType::Int64 => {
-                line.extend_from_slice(ints.format(column.as_primitive::<Int64Type>().value(row)).as_bytes())
-            }
-            DataType::Int32 => {
-                line.extend_from_slice(ints.format(column.as_primitive::<Int32Type>().value(row)).as_bytes())
-            }
+            DataType::Int64 => line.extend_from_slice(
+                ints.format(column.as_primitive::<Int64Type>().value(row))
+                    .as_bytes(),
+            ),
+            DataType::Int32 => line.extend_from_slice(
+                ints.format(column.as_primitive::<Int32Type>().value(row))
+                    .as_bytes(),
+            ),
             DataType::Date32 => write_date(column.as_primitive::<Date32Type>().value(row), line),
             DataType::Utf8 => {
                 // Code-list values never hold commas, quotes or line breaks.

@@ -54,7 +54,9 @@ impl FileWriter {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(Error::parquet(&self.path))?;
+        self.writer
+            .write(batch)
+            .map_err(Error::parquet(&self.path))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -63,7 +65,10 @@ impl FileWriter {
     fn finish(mut self) -> Result<u64> {
         self.writer.finish().map_err(Error::parquet(&self.path))?;
         self.writer.sync().map_err(Error::io(&self.path))?;
-        self.writer.inner().sync_all().map_err(Error::io(&self.path))?;
+        self.writer
+            .inner()
+            .sync_all()
+            .map_err(Error::io(&self.path))?;
         Ok(self.rows)
     }
 }
@@ -76,7 +81,12 @@ struct Parts {
     years: BTreeMap<i32, FileWriter>,
 }
 
-fn check_schema(path: &Path, table: &'static str, expected: &SchemaRef, batch: &RecordBatch) -> Result<()> {
+fn check_schema(
+    path: &Path,
+    table: &'static str,
+    expected: &SchemaRef,
+    batch: &RecordBatch,
+) -> Result<()> {
     let found = batch.schema();
     if found.fields() == expected.fields() {
         return Ok(());
@@ -84,7 +94,14 @@ fn check_schema(path: &Path, table: &'static str, expected: &SchemaRef, batch: &
     let describe = |s: &SchemaRef| {
         s.fields()
             .iter()
-            .map(|f| format!("{} {}{}", f.name(), f.data_type(), if f.is_nullable() { "" } else { " not null" }))
+            .map(|f| {
+                format!(
+                    "{} {}{}",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() { "" } else { " not null" }
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -114,7 +131,10 @@ impl Parts {
         if !self.years.contains_key(&year) {
             self.years.insert(year, FileWriter::create(path, schema)?);
         }
-        self.years.get_mut(&year).expect("just created").write(batch)
+        self.years
+            .get_mut(&year)
+            .expect("just created")
+            .write(batch)
     }
 
     fn merge(&mut self, other: Parts) {
@@ -245,7 +265,9 @@ impl WarehouseWriter {
                     tmp.path().join(PERSONS),
                     kluis_model::schema::persons_schema(),
                 )?;
-                empty.write(&RecordBatch::new_empty(kluis_model::schema::persons_schema()))?;
+                empty.write(&RecordBatch::new_empty(
+                    kluis_model::schema::persons_schema(),
+                ))?;
                 empty.finish()?
             }
         };

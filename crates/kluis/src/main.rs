@@ -47,8 +47,12 @@ enum Command {
     Sdc(cmd::sdc::Args),
     /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
     Risk(cmd::risk::Args),
-    /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
-    Job(cmd::job::Args),
+    /// Generate a calibrated synthetic employee population as a warehouse.
+    Generate(cmd::generate::Args),
+    /// Load persons and person-years (CSV or Parquet) into a warehouse, checking every row.
+    Ingest(cmd::ingest::Args),
+    /// Show or export a warehouse.
+    Warehouse(cmd::warehouse::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,7 +69,9 @@ fn main() -> ExitCode {
         Command::Extract(args) => cmd::extract::run(args, &globals),
         Command::Sdc(args) => cmd::sdc::run(args),
         Command::Risk(args) => cmd::risk::run(args),
-        Command::Job(args) => cmd::job::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Ingest(args) => cmd::ingest::run(args),
+        Command::Warehouse(args) => cmd::warehouse::run(args),
     };
     match result {
         Ok(status) => status,

@@ -10,6 +10,9 @@ use predicates::prelude::*;
 
 const DEMO: &str = "../../examples/demo-authorisation.toml";
 
+/// Run on the real day: KLUIS_TODAY may only rehearse a later one.
+const REAL_DAY: &str = "";
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -21,17 +24,14 @@ impl Env {
         let env = Env {
             dir: tempfile::tempdir().unwrap(),
         };
-        env.kluis("sam", "2026-03-01")
-            .arg("init")
-            .assert()
-            .success();
+        env.kluis("sam", REAL_DAY).arg("init").assert().success();
         let text = std::fs::read_to_string(DEMO)
             .unwrap()
             .replacen("sample_size = 2000", "sample_size = 100", 1)
             .replacen("sample_size = 2000", "sample_size = 150", 1);
         let authorisation = env.path("demo.toml");
         std::fs::write(&authorisation, text).unwrap();
-        env.kluis("sam", "2026-03-01")
+        env.kluis("sam", REAL_DAY)
             .args(["project", "create", "--authorisation"])
             .arg(&authorisation)
             .assert()
@@ -52,8 +52,11 @@ impl Env {
         let mut cmd = Command::cargo_bin("kluis").unwrap();
         cmd.env_remove("KLUIS_ACTOR")
             .env_remove("KLUIS_WAREHOUSE")
-            .env("KLUIS_HOME", self.path("state"))
-            .env("KLUIS_TODAY", today);
+            .env_remove("KLUIS_TODAY")
+            .env("KLUIS_HOME", self.path("state"));
+        if !today.is_empty() {
+            cmd.env("KLUIS_TODAY", today);
+        }
         if !actor.is_empty() {
             cmd.env("KLUIS_ACTOR", actor);
         }
@@ -109,7 +112,7 @@ fn assert_no_insz(dir: &Path, insz: &[i64]) {
 fn a_steward_extracts_a_reproducible_verified_sample() {
     let env = Env::new();
     let out = env.path("x1");
-    env.extract("sam", "2026-03-01", &out, &[])
+    env.extract("sam", REAL_DAY, &out, &[])
         .assert()
         .success()
         .stdout(predicate::str::contains("federal: 100 of"))
@@ -125,7 +128,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
     assert!(m["kluis_version"].as_str().unwrap().starts_with("kluis "));
     assert_eq!(m["files"].as_array().unwrap().len(), 4);
 
-    env.kluis("", "2026-03-01")
+    env.kluis("", REAL_DAY)
         .args(["extract", "verify"])
         .arg(&out)
         .assert()
@@ -138,9 +141,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
 
     // Same seed, same project: the same rows, pseudonyms included.
     let again = env.path("x2");
-    env.extract("sam", "2026-03-01", &again, &[])
-        .assert()
-        .success();
+    env.extract("sam", REAL_DAY, &again, &[]).assert().success();
     assert_eq!(
         std::fs::read(out.join("person_years.csv")).unwrap(),
         std::fs::read(again.join("person_years.csv")).unwrap()
@@ -158,7 +159,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
 
     // The audit log says who, the seed, the rows and the hashes.
     let audit = env
-        .kluis("", "2026-03-01")
+        .kluis("", REAL_DAY)
         .args(["audit", "show"])
         .output()
         .unwrap();
@@ -166,7 +167,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
     assert!(audit.contains("extract"), "{audit}");
     let hash = m["files"][0]["sha256"].as_str().unwrap();
     let export = env.path("audit.jsonl");
-    env.kluis("", "2026-03-01")
+    env.kluis("", REAL_DAY)
         .args(["audit", "export"])
         .arg(&export)
         .assert()
@@ -180,7 +181,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&csv, bytes).unwrap();
-    env.kluis("", "2026-03-01")
+    env.kluis("", REAL_DAY)
         .args(["extract", "verify"])
         .arg(&out)
         .assert()
@@ -196,7 +197,7 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let out = env.path("sealed");
-    env.extract("sam", "2026-03-01", &out, &["--recipient", &recipient])
+    env.extract("sam", REAL_DAY, &out, &["--recipient", &recipient])
         .assert()
         .success()
         .stderr(predicate::str::contains("in the clear").not());
@@ -216,7 +217,7 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
         ]
     );
     assert_eq!(manifest(&out)["age_recipient"], recipient.as_str());
-    env.kluis("", "2026-03-01")
+    env.kluis("", REAL_DAY)
         .args(["extract", "verify"])
         .arg(&out)
         .assert()
@@ -238,7 +239,7 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
 
     env.extract(
         "sam",
-        "2026-03-01",
+        REAL_DAY,
         &env.path("bad"),
         &["--recipient", "age1oops"],
     )
@@ -264,7 +265,7 @@ fn refused_runs_write_nothing() {
     let env = Env::new();
     let out = env.path("x");
     // Not the steward.
-    env.extract("rita", "2026-03-01", &out, &[])
+    env.extract("rita", REAL_DAY, &out, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("needs the steward role"));
@@ -278,7 +279,7 @@ fn refused_runs_write_nothing() {
     // The warehouse lacks a year.
     let short = env.path("short");
     kluis_extract::fixture::write_warehouse(&short, 200, 2011, 2021, 5).unwrap();
-    env.kluis("sam", "2026-03-01")
+    env.kluis("sam", REAL_DAY)
         .args(["extract", "--project", "99-001", "--out"])
         .arg(&out)
         .arg("--warehouse")
@@ -289,14 +290,14 @@ fn refused_runs_write_nothing() {
     assert_nothing_written(&env, &out);
     // An existing directory is not overwritten.
     std::fs::create_dir(&out).unwrap();
-    env.extract("sam", "2026-03-01", &out, &[])
+    env.extract("sam", REAL_DAY, &out, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("already exists"));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     // The refusals were audited.
     let audit = env
-        .kluis("", "2026-03-01")
+        .kluis("", REAL_DAY)
         .args(["audit", "show"])
         .output()
         .unwrap();

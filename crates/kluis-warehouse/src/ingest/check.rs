@@ -60,9 +60,12 @@ pub fn insz(field: &'static str, bytes: &[u8]) -> Result<InszInfo, Problem> {
         reason,
     };
     if bytes.is_empty() {
-        return Err(hidden("missing; every row needs its INSZ (11 digits)".into()));
+        return Err(hidden(
+            "missing; every row needs its INSZ (11 digits)".into(),
+        ));
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| hidden(insz_reason(&InszError::NonDigit('?'))))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| hidden(insz_reason(&InszError::NonDigit('?'))))?;
     Insz::parse(text).map_err(|e| hidden(insz_reason(&e)))
 }
 
@@ -79,8 +82,13 @@ pub fn required<'a>(field: &'static str, bytes: &'a [u8], what: &str) -> Result<
 }
 
 pub fn date(field: &'static str, bytes: &[u8]) -> Result<i32, Problem> {
-    crate::dates::parse_date(bytes)
-        .ok_or_else(|| problem(field, bytes, "not a date; expected YYYY-MM-DD (a real calendar date)"))
+    crate::dates::parse_date(bytes).ok_or_else(|| {
+        problem(
+            field,
+            bytes,
+            "not a date; expected YYYY-MM-DD (a real calendar date)",
+        )
+    })
 }
 
 pub fn int(field: &'static str, bytes: &[u8], what: &str) -> Result<i64, Problem> {
@@ -115,7 +123,9 @@ pub struct Lookups {
 
 fn letter_index(bytes: &[u8]) -> Option<usize> {
     match bytes {
-        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => Some(usize::from(a - b'A') * 26 + usize::from(b - b'A')),
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
         _ => None,
     }
 }
@@ -140,7 +150,10 @@ impl Lookups {
             nace_divisions[d.code.parse::<usize>().expect("two-digit division")] = true;
         }
         let codes = |name: &str| -> Vec<&'static str> {
-            codelists::get(name).expect("embedded list").codes().collect()
+            codelists::get(name)
+                .expect("embedded list")
+                .codes()
+                .collect()
         };
         Lookups {
             alpha2,
@@ -161,11 +174,25 @@ impl Lookups {
             .ok()
             .and_then(kluis_model::country)
             .map(|c| c.alpha2.as_str())
-            .ok_or_else(|| problem(field, bytes, format!("not a known country; expected {COUNTRY_FORMS}")))
+            .ok_or_else(|| {
+                problem(
+                    field,
+                    bytes,
+                    format!("not a known country; expected {COUNTRY_FORMS}"),
+                )
+            })
     }
 
-    pub fn optional_country(&self, field: &'static str, bytes: &[u8]) -> Result<Option<&'static str>, Problem> {
-        if bytes.is_empty() { Ok(None) } else { self.country(field, bytes).map(Some) }
+    pub fn optional_country(
+        &self,
+        field: &'static str,
+        bytes: &[u8],
+    ) -> Result<Option<&'static str>, Problem> {
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            self.country(field, bytes).map(Some)
+        }
     }
 
     pub fn region(&self, field: &'static str, bytes: &[u8]) -> Result<&'static str, Problem> {
@@ -174,14 +201,37 @@ impl Lookups {
             .find(|r| r.as_bytes() == bytes)
             .copied()
             .ok_or_else(|| {
-                problem(field, bytes, format!("not a region code; expected one of {}", self.regions.join(", ")))
+                problem(
+                    field,
+                    bytes,
+                    format!(
+                        "not a region code; expected one of {}",
+                        self.regions.join(", ")
+                    ),
+                )
             })
     }
 
-    pub fn employer_type(&self, field: &'static str, bytes: &[u8]) -> Result<&'static EmployerType, Problem> {
-        let known: Vec<String> = self.employer_types.iter().flatten().map(|t| t.code.to_string()).collect();
+    pub fn employer_type(
+        &self,
+        field: &'static str,
+        bytes: &[u8],
+    ) -> Result<&'static EmployerType, Problem> {
+        let known: Vec<String> = self
+            .employer_types
+            .iter()
+            .flatten()
+            .map(|t| t.code.to_string())
+            .collect();
         let bad = || {
-            problem(field, bytes, format!("not an employer type; expected one of {} (see `kluis codelist show employer_types`)", known.join(", ")))
+            problem(
+                field,
+                bytes,
+                format!(
+                    "not an employer type; expected one of {} (see `kluis codelist show employer_types`)",
+                    known.join(", ")
+                ),
+            )
         };
         match int(field, bytes, "an employer type code") {
             Ok(v) if (0..100).contains(&v) => self.employer_types[v as usize].ok_or_else(bad),
@@ -191,8 +241,20 @@ impl Lookups {
 
     pub fn statuut(&self, field: &'static str, bytes: &[u8]) -> Result<&'static Statuut, Problem> {
         let bad = || {
-            let known: Vec<String> = self.statuten.iter().flatten().map(|s| s.code.to_string()).collect();
-            problem(field, bytes, format!("not a statuut; expected one of {} (see `kluis codelist show statuut`)", known.join(", ")))
+            let known: Vec<String> = self
+                .statuten
+                .iter()
+                .flatten()
+                .map(|s| s.code.to_string())
+                .collect();
+            problem(
+                field,
+                bytes,
+                format!(
+                    "not a statuut; expected one of {} (see `kluis codelist show statuut`)",
+                    known.join(", ")
+                ),
+            )
         };
         match int(field, bytes, "a statuut code") {
             Ok(v) if (0..10).contains(&v) => self.statuten[v as usize].ok_or_else(bad),
@@ -205,7 +267,11 @@ impl Lookups {
         let code: [u8; 5] = match bytes.try_into() {
             Ok(code) if bytes.iter().all(u8::is_ascii_digit) => code,
             _ => {
-                return Err(problem(field, bytes, "not a NACE-BEL 2008 code; expected 5 digits, for example 84110"));
+                return Err(problem(
+                    field,
+                    bytes,
+                    "not a NACE-BEL 2008 code; expected 5 digits, for example 84110",
+                ));
             }
         };
         let division = usize::from(code[0] - b'0') * 10 + usize::from(code[1] - b'0');
@@ -215,7 +281,10 @@ impl Lookups {
             Err(problem(
                 field,
                 bytes,
-                format!("{:02} is not a NACE-BEL 2008 division (see `kluis codelist show nace_divisions`)", division),
+                format!(
+                    "{:02} is not a NACE-BEL 2008 division (see `kluis codelist show nace_divisions`)",
+                    division
+                ),
             ))
         }
     }
@@ -226,7 +295,14 @@ impl Lookups {
             .find(|f| f.as_bytes() == bytes)
             .copied()
             .ok_or_else(|| {
-                problem(field, bytes, format!("not an ISCED-F 2013 broad field; expected one of {}", self.study_fields.join(", ")))
+                problem(
+                    field,
+                    bytes,
+                    format!(
+                        "not an ISCED-F 2013 broad field; expected one of {}",
+                        self.study_fields.join(", ")
+                    ),
+                )
             })
     }
 }

@@ -36,7 +36,7 @@ pub const MAX_AGE: i32 = 99;
 const BATCH: usize = 131_072;
 
 /// Where a bad row is: a CSV line (the header is line 1) or a Parquet row (the first is row 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Location {
     Line(u64),
     Row(u64),
@@ -183,7 +183,8 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
         problems,
     );
     let birth = take(
-        check::required(p::BIRTH_DATE, f[2], "a date YYYY-MM-DD").and_then(|b| check::date(p::BIRTH_DATE, b)),
+        check::required(p::BIRTH_DATE, f[2], "a date YYYY-MM-DD")
+            .and_then(|b| check::date(p::BIRTH_DATE, b)),
         problems,
     );
     let country_of_birth = take(
@@ -192,10 +193,20 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
         problems,
     );
     let first = take(l.optional_country(p::FIRST_NATIONALITY, f[4]), problems);
-    let father = take(l.optional_country(p::FATHER_FIRST_NATIONALITY, f[5]), problems);
-    let mother = take(l.optional_country(p::MOTHER_FIRST_NATIONALITY, f[6]), problems);
+    let father = take(
+        l.optional_country(p::FATHER_FIRST_NATIONALITY, f[5]),
+        problems,
+    );
+    let mother = take(
+        l.optional_country(p::MOTHER_FIRST_NATIONALITY, f[6]),
+        problems,
+    );
     let optional_date = |field, bytes: &[u8]| {
-        if bytes.is_empty() { Ok(None) } else { check::date(field, bytes).map(Some) }
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            check::date(field, bytes).map(Some)
+        }
     };
     let registration = take(optional_date(p::REGISTRATION_DATE, f[7]), problems);
     let naturalisation = take(optional_date(p::NATURALISATION_DATE, f[8]), problems);
@@ -203,16 +214,28 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
         if f[9].is_empty() {
             Ok(None)
         } else {
-            match check::int(p::EDUCATION_LEVEL, f[9], "an ISCED 2011 level 0-8, or 9 for unknown") {
+            match check::int(
+                p::EDUCATION_LEVEL,
+                f[9],
+                "an ISCED 2011 level 0-8, or 9 for unknown",
+            ) {
                 Ok(v) if (0..=9).contains(&v) => Ok(Some(v as i32)),
-                Ok(_) => Err(problem(p::EDUCATION_LEVEL, f[9], "not an ISCED 2011 level; expected 0-8, or 9 for unknown")),
+                Ok(_) => Err(problem(
+                    p::EDUCATION_LEVEL,
+                    f[9],
+                    "not an ISCED 2011 level; expected 0-8, or 9 for unknown",
+                )),
                 Err(e) => Err(e),
             }
         },
         problems,
     );
     let study_field = take(
-        if f[10].is_empty() { Ok(None) } else { l.study_field(p::STUDY_FIELD, f[10]).map(Some) },
+        if f[10].is_empty() {
+            Ok(None)
+        } else {
+            l.study_field(p::STUDY_FIELD, f[10]).map(Some)
+        },
         problems,
     );
 
@@ -235,13 +258,23 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
             || (encoded.month != 0 && u32::from(encoded.month) != m)
             || (encoded.day != 0 && u32::from(encoded.day) != d)
         {
-            problems.push(problem(p::BIRTH_DATE, f[2], "disagrees with the birth date the INSZ encodes"));
+            problems.push(problem(
+                p::BIRTH_DATE,
+                f[2],
+                "disagrees with the birth date the INSZ encodes",
+            ));
         }
     }
     if let (Some(Some(reg)), Some(birth)) = (registration, birth) {
         if reg < birth {
-            problems.push(problem(p::REGISTRATION_DATE, f[7], "is before the birth date"));
-        } else if country_of_birth == Some(kluis_model::codelists::BELGIUM) && year(reg) != year(birth) {
+            problems.push(problem(
+                p::REGISTRATION_DATE,
+                f[7],
+                "is before the birth date",
+            ));
+        } else if country_of_birth == Some(kluis_model::codelists::BELGIUM)
+            && year(reg) != year(birth)
+        {
             problems.push(problem(
                 p::REGISTRATION_DATE,
                 f[7],
@@ -253,12 +286,20 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
         if let Some(Some(reg)) = registration
             && nat < reg
         {
-            problems.push(problem(p::NATURALISATION_DATE, f[8], "is before the registration date; registration comes first"));
+            problems.push(problem(
+                p::NATURALISATION_DATE,
+                f[8],
+                "is before the registration date; registration comes first",
+            ));
         }
         if let Some(birth) = birth
             && nat < birth
         {
-            problems.push(problem(p::NATURALISATION_DATE, f[8], "is before the birth date"));
+            problems.push(problem(
+                p::NATURALISATION_DATE,
+                f[8],
+                "is before the birth date",
+            ));
         }
         if first == Some(Some(kluis_model::codelists::BELGIUM)) {
             problems.push(problem(
@@ -291,7 +332,11 @@ fn check_year_row(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Optio
     let year = take(
         match check::int(py::YEAR, f[1], "a year") {
             Ok(y) if (i64::from(MIN_YEAR)..=i64::from(MAX_YEAR)).contains(&y) => Ok(y as i32),
-            Ok(_) => Err(problem(py::YEAR, f[1], format!("outside the years accepted, {MIN_YEAR}-{MAX_YEAR}"))),
+            Ok(_) => Err(problem(
+                py::YEAR,
+                f[1],
+                format!("outside the years accepted, {MIN_YEAR}-{MAX_YEAR}"),
+            )),
             Err(e) => Err(e),
         },
         problems,
@@ -305,7 +350,11 @@ fn check_year_row(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Optio
     let employer_id = take(
         match check::int(py::EMPLOYER_ID, f[4], "a positive employer number") {
             Ok(v) if v > 0 => Ok(v),
-            Ok(_) => Err(problem(py::EMPLOYER_ID, f[4], "not positive; expected a positive employer number")),
+            Ok(_) => Err(problem(
+                py::EMPLOYER_ID,
+                f[4],
+                "not positive; expected a positive employer number",
+            )),
             Err(e) => Err(e),
         },
         problems,
@@ -386,7 +435,8 @@ impl PersonsBuf {
             Arc::new(Int32Array::from(b.education)),
             Arc::new(StringArray::from(b.study_field)),
         ];
-        RecordBatch::try_new(kluis_model::schema::persons_schema(), columns).expect("persons columns match the schema")
+        RecordBatch::try_new(kluis_model::schema::persons_schema(), columns)
+            .expect("persons columns match the schema")
     }
 }
 
@@ -416,7 +466,9 @@ impl YearBuf {
         let b = std::mem::take(self);
         let rows = b.insz.len();
         let nace = StringArray::from_iter_values(
-            b.nace.iter().map(|c| std::str::from_utf8(c).expect("digits")),
+            b.nace
+                .iter()
+                .map(|c| std::str::from_utf8(c).expect("digits")),
         );
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(b.insz)),
@@ -492,14 +544,21 @@ impl Output {
 /// Checks and loads `options.persons` and `options.person_years` into a new warehouse at
 /// `options.warehouse`, replacing the previous one only when everything went well. Every problem
 /// goes to `on_reject` as it is found.
-pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) -> Result<IngestSummary, IngestError> {
+pub fn ingest(
+    options: &IngestOptions,
+    on_reject: &mut dyn FnMut(&Rejection),
+) -> Result<IngestSummary, IngestError> {
     let lookups = Lookups::new();
     let writer = WarehouseWriter::create(&options.warehouse)?;
     let mut out = Output {
         sink: Some(writer.into_background(options.writer_threads)),
         keep_writing: options.load_good_rows,
     };
-    let mut report = Reporter { on_reject, rows: 0, problems: 0 };
+    let mut report = Reporter {
+        on_reject,
+        rows: 0,
+        problems: 0,
+    };
     let mut problems = Vec::new();
 
     // Persons first: person-years are checked against them.
@@ -513,7 +572,11 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         let fields = match row {
             Row::Fields(fields) => fields,
             Row::Shape { found, expected } => {
-                problems.push(Problem { field: "row", value: None, reason: format!("has {found} fields, the header has {expected}") });
+                problems.push(Problem {
+                    field: "row",
+                    value: None,
+                    reason: format!("has {found} fields, the header has {expected}"),
+                });
                 report.row(&persons_name, location, &mut problems);
                 out.bad_row();
                 return Ok(());
@@ -527,7 +590,9 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
                 Some(earlier) => problems.push(Problem {
                     field: p::INSZ,
                     value: None,
-                    reason: format!("duplicate person: {earlier} has the same INSZ; one row per person"),
+                    reason: format!(
+                        "duplicate person: {earlier} has the same INSZ; one row per person"
+                    ),
                 }),
                 None => {
                     first_seen.insert(key, location);
@@ -540,7 +605,13 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         match checked {
             Some(row) if problems.is_empty() => {
                 let index = u32::try_from(persons.len()).expect("fewer than 4 billion persons");
-                persons.insert(row.insz, Person { index, birth_year: crate::dates::year_of(row.birth_date) });
+                persons.insert(
+                    row.insz,
+                    Person {
+                        index,
+                        birth_year: crate::dates::year_of(row.birth_date),
+                    },
+                );
                 buf.push(row);
                 if buf.insz.len() >= BATCH {
                     out.send_persons(buf.take_batch())?;
@@ -567,7 +638,11 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         let fields = match row {
             Row::Fields(fields) => fields,
             Row::Shape { found, expected } => {
-                problems.push(Problem { field: "row", value: None, reason: format!("has {found} fields, the header has {expected}") });
+                problems.push(Problem {
+                    field: "row",
+                    value: None,
+                    reason: format!("has {found} fields, the header has {expected}"),
+                });
                 report.row(&years_name, location, &mut problems);
                 out.bad_row();
                 return Ok(());
@@ -575,7 +650,9 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         };
         let checked = check_year_row(&lookups, fields, &mut problems);
         // The person must exist; these checks need only a valid INSZ and year.
-        let key = check::insz(py::INSZ, fields[0]).ok().map(|info| info.insz.value());
+        let key = check::insz(py::INSZ, fields[0])
+            .ok()
+            .map(|info| info.insz.value());
         let person = key.and_then(|k| persons.get(&k).copied());
         match (key, person) {
             (Some(k), None) => problems.push(Problem {
@@ -634,8 +711,15 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         }
     }
 
-    let Some(sink) = out.sink.take().filter(|_| report.rows == 0 || options.load_good_rows) else {
-        return Err(IngestError::Rejected { rows: report.rows, problems: report.problems });
+    let Some(sink) = out
+        .sink
+        .take()
+        .filter(|_| report.rows == 0 || options.load_good_rows)
+    else {
+        return Err(IngestError::Rejected {
+            rows: report.rows,
+            problems: report.problems,
+        });
     };
     let writer = sink.finish()?;
     let manifest = writer.commit(Source::Ingested {
@@ -643,5 +727,9 @@ pub fn ingest(options: &IngestOptions, on_reject: &mut dyn FnMut(&Rejection)) ->
         person_years_file: display_name(&options.person_years),
         rejected_rows: report.rows,
     })?;
-    Ok(IngestSummary { manifest, rejected_rows: report.rows, problems: report.problems })
+    Ok(IngestSummary {
+        manifest,
+        rejected_rows: report.rows,
+        problems: report.problems,
+    })
 }

@@ -21,7 +21,10 @@ pub type Fields<'a> = [&'a [u8]; MAX_COLUMNS];
 pub enum Row<'r, 'a> {
     Fields(&'r Fields<'a>),
     /// A CSV line with the wrong number of fields.
-    Shape { found: usize, expected: usize },
+    Shape {
+        found: usize,
+        expected: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +34,26 @@ enum Format {
 }
 
 fn format_of(path: &Path) -> Result<Format, IngestError> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("csv") | Some("txt") => return Ok(Format::Csv),
         Some("parquet") | Some("pq") => return Ok(Format::Parquet),
         _ => {}
     }
     let mut magic = [0u8; 4];
     let mut file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
-    let n = file.read(&mut magic).map_err(|e| IngestError::file(path, e.to_string()))?;
-    Ok(if n == 4 && &magic == b"PAR1" { Format::Parquet } else { Format::Csv })
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| IngestError::file(path, e.to_string()))?;
+    Ok(if n == 4 && &magic == b"PAR1" {
+        Format::Parquet
+    } else {
+        Format::Csv
+    })
 }
 
 /// Maps the file's column names onto the table's: every table column must be there, no others.
@@ -106,7 +120,11 @@ fn csv_rows(
         .map(|(i, h)| {
             let h = String::from_utf8_lossy(h);
             // A byte-order mark some spreadsheet programs put first.
-            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
+            let h = if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                &h
+            };
             h.trim().to_owned()
         })
         .collect();
@@ -149,17 +167,27 @@ fn as_text(path: &Path, name: &str, column: &ArrayRef) -> Result<StringArray, In
         match column.data_type() {
             DataType::Int64 => {
                 let a = column.as_primitive::<Int64Type>();
-                return Ok(padded(a.iter().map(|v| v.map(|v| format!("{v:011}"))).collect()));
+                return Ok(padded(
+                    a.iter().map(|v| v.map(|v| format!("{v:011}"))).collect(),
+                ));
             }
             DataType::UInt64 => {
                 let a = column.as_primitive::<UInt64Type>();
-                return Ok(padded(a.iter().map(|v| v.map(|v| format!("{v:011}"))).collect()));
+                return Ok(padded(
+                    a.iter().map(|v| v.map(|v| format!("{v:011}"))).collect(),
+                ));
             }
             _ => {}
         }
     }
     let text = cast(column, &DataType::Utf8).map_err(|e| {
-        IngestError::file(path, format!("column {name} ({}) cannot be read as text: {e}", column.data_type()))
+        IngestError::file(
+            path,
+            format!(
+                "column {name} ({}) cannot be read as text: {e}",
+                column.data_type()
+            ),
+        )
     })?;
     Ok(text.as_string::<i32>().clone())
 }
@@ -172,7 +200,12 @@ fn parquet_rows(
     let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| IngestError::file(path, format!("not a readable Parquet file: {e}")))?;
-    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let map = column_map(path, &names, columns)?;
     let reader = builder
         .with_batch_size(crate::BATCH_ROWS)
@@ -180,7 +213,8 @@ fn parquet_rows(
         .map_err(|e| IngestError::file(path, e.to_string()))?;
     let mut row_number = 0u64;
     for batch in reader {
-        let batch = batch.map_err(|e| IngestError::file(path, format!("unreadable Parquet: {e}")))?;
+        let batch =
+            batch.map_err(|e| IngestError::file(path, format!("unreadable Parquet: {e}")))?;
         let texts = map
             .iter()
             .zip(columns)
@@ -190,7 +224,11 @@ fn parquet_rows(
         for r in 0..batch.num_rows() {
             row_number += 1;
             for (slot, text) in fields.iter_mut().zip(&texts) {
-                *slot = if text.is_null(r) { &[] } else { trim(text.value(r).as_bytes()) };
+                *slot = if text.is_null(r) {
+                    &[]
+                } else {
+                    trim(text.value(r).as_bytes())
+                };
             }
             row(Location::Row(row_number), Row::Fields(&fields))?;
         }
