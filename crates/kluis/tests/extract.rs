@@ -19,7 +19,7 @@ struct Env {
 
 impl Env {
     /// A state directory with the demo project (samples of 100 federal and 150 other persons)
-    /// and a warehouse of 3000 persons, 2010-2021.
+    /// and a generated warehouse of 3000 persons, 2010-2021.
     fn new() -> Env {
         let env = Env {
             dir: tempfile::tempdir().unwrap(),
@@ -36,7 +36,18 @@ impl Env {
             .arg(&authorisation)
             .assert()
             .success();
-        kluis_extract::fixture::write_warehouse(&env.warehouse(), 3000, 2010, 2021, 5).unwrap();
+        env.kluis("", REAL_DAY)
+            .args([
+                "generate",
+                "--persons",
+                "3000",
+                "--seed",
+                "5",
+                "--warehouse",
+            ])
+            .arg(env.warehouse())
+            .assert()
+            .success();
         env
     }
 
@@ -249,6 +260,40 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
     assert!(!env.path("bad").exists());
 }
 
+/// The test warehouse without one year, loaded as a provider would: exported to CSV, the year's
+/// rows dropped, and ingested.
+fn without_year(env: &Env, year: i32) -> PathBuf {
+    let csv = env.path("csv");
+    env.kluis("", REAL_DAY)
+        .args(["warehouse", "export", "--warehouse"])
+        .arg(env.warehouse())
+        .arg("--out")
+        .arg(&csv)
+        .assert()
+        .success();
+    let person_years = csv.join("person_years.csv");
+    let text = std::fs::read_to_string(&person_years).unwrap();
+    let marker = format!(",{year},");
+    let kept: String = text
+        .lines()
+        .filter(|line| !line.contains(&marker))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&person_years, kept).unwrap();
+    let short = env.path("short");
+    env.kluis("", REAL_DAY)
+        .arg("ingest")
+        .arg("--persons")
+        .arg(csv.join("persons.csv"))
+        .arg("--person-years")
+        .arg(&person_years)
+        .arg("--warehouse")
+        .arg(&short)
+        .assert()
+        .success();
+    short
+}
+
 /// Nothing at all is written next to the output when a run is refused.
 fn assert_nothing_written(env: &Env, out: &Path) {
     assert!(!out.exists());
@@ -277,10 +322,9 @@ fn refused_runs_write_nothing() {
         .stderr(predicate::str::contains("2031-12-31"));
     assert_nothing_written(&env, &out);
     // The warehouse lacks a year.
-    let short = env.path("short");
-    kluis_extract::fixture::write_warehouse(&short, 200, 2011, 2021, 5).unwrap();
+    let short = without_year(&env, 2010);
     env.kluis("sam", REAL_DAY)
-        .args(["extract", "--project", "99-001", "--out"])
+        .args(["extract", "--project", "99/001", "--out"])
         .arg(&out)
         .arg("--warehouse")
         .arg(&short)
