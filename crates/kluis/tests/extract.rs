@@ -200,6 +200,13 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
         .stderr(predicate::str::contains(
             "person_years.csv does not match the manifest",
         ));
+
+    // The map is destroyed with the project at the end of retention.
+    env.kluis("cron", "2032-01-05")
+        .args(["retention", "enforce"])
+        .assert()
+        .success();
+    assert!(!map.exists());
 }
 
 #[test]
