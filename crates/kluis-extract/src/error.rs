@@ -38,6 +38,16 @@ pub enum Error {
         "warehouse person_years, year {year}, row {row}: the person is not in the persons table"
     )]
     UnknownPerson { year: i32, row: usize },
+    #[error("the risk limits name {0}, which is not a column of the extract")]
+    RiskColumn(String),
+    #[error("a quasi-identifier column of type {0} cannot be judged; codes (text) and years can")]
+    RiskColumnType(String),
+    #[error(
+        "the extract has a person-year of {year} that the population lacks; it was not drawn from this warehouse and project"
+    )]
+    NotInPopulation { year: i32 },
+    #[error("refused: the extract exceeds the authorisation's re-identification limits: {}. Nothing was written. Use --suppress to blank the values that break k, or --accept-risk \"reason\" to deliver anyway (audited)", .exceeded.join("; "))]
+    RiskExceeded { exceeded: Vec<String> },
     #[error(transparent)]
     Pseudo(#[from] kluis_pseudo::PseudoError),
     #[error("{context}: {source}")]
@@ -109,6 +119,8 @@ impl Error {
                 | Error::BadRecipient(..)
                 | Error::UnsupportedCoding { .. }
                 | Error::TooManyStrata(_)
+                | Error::RiskColumn(_)
+                | Error::RiskExceeded { .. }
         )
     }
 }

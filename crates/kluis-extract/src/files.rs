@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::coding::describe;
 use crate::error::{Error, Result};
 use crate::population::{AGE_RULE, CodedPopulation, QUALIFYING_RULE, STRATUM_RULE, Sample};
+use crate::risk::{self, RiskReport};
 use crate::{PSEUDONYM, STRATUM, YEAR};
 
 pub const DATA_PARQUET: &str = "person_years.parquet";
@@ -29,6 +30,7 @@ pub const DATA_CSV: &str = "person_years.csv";
 pub const CODEBOOK_MD: &str = "codebook.md";
 pub const CODEBOOK_JSON: &str = "codebook.json";
 pub const MANIFEST: &str = "manifest.json";
+pub const RISK_JSON: &str = "risk.json";
 const FORMAT: &str = "kluis-extract";
 const FORMAT_VERSION: u32 = 1;
 
@@ -44,6 +46,10 @@ pub struct ExtractOptions {
     pub kluis_version: String,
     /// RFC 3339 creation time, recorded in the manifest.
     pub created_at: String,
+    /// Blank the quasi-identifiers that break the authorisation's k (local suppression).
+    pub suppress: bool,
+    /// Deliver even when a risk limit is exceeded, for this written reason.
+    pub accept_risk: Option<String>,
 }
 
 /// A file of the extract as the manifest lists it.
@@ -106,6 +112,7 @@ pub struct Manifest {
 pub struct Delivered {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    pub risk: RiskReport,
 }
 
 /// Checks an age recipient string, so a bad one is refused before any work.
@@ -142,6 +149,24 @@ pub fn write_extract(
     }
     let data = sorted(population.schema(), &batches)?;
     drop(batches);
+    // Judge the risk before anything is written: a refusal leaves nothing behind.
+    let limits = &authorisation.risk;
+    let (data, mut risk) = if options.suppress {
+        risk::suppress(population, &data, limits)?
+    } else {
+        let report = risk::assess(population, &data, limits)?;
+        (data, report)
+    };
+    if !risk.within_limits() {
+        match &options.accept_risk {
+            Some(reason) => risk.accepted_with_reason = Some(reason.clone()),
+            None => {
+                return Err(Error::RiskExceeded {
+                    exceeded: risk.exceeded.clone(),
+                });
+            }
+        }
+    }
 
     let temp = tempfile::Builder::new()
         .prefix(".extract-")
@@ -157,9 +182,19 @@ pub fn write_extract(
         &(serde_json::to_string_pretty(&codebook).expect("json") + "\n"),
     )?;
     write_text(&dir.join(CODEBOOK_MD), &codebook_md(&codebook))?;
+    write_text(
+        &dir.join(RISK_JSON),
+        &(serde_json::to_string_pretty(&risk).expect("json") + "\n"),
+    )?;
 
     let mut files = Vec::new();
-    for name in [DATA_PARQUET, DATA_CSV, CODEBOOK_MD, CODEBOOK_JSON] {
+    for name in [
+        DATA_PARQUET,
+        DATA_CSV,
+        CODEBOOK_MD,
+        CODEBOOK_JSON,
+        RISK_JSON,
+    ] {
         let path = dir.join(name);
         let plain = sha256_file(&path)?;
         let is_data = name == DATA_PARQUET || name == DATA_CSV;
@@ -220,6 +255,7 @@ pub fn write_extract(
     Ok(Delivered {
         dir: out.clone(),
         manifest,
+        risk,
     })
 }
 

@@ -347,6 +347,9 @@ fn options(out: &Path, recipient: Option<String>) -> ExtractOptions {
         recipient,
         kluis_version: "kluis test".into(),
         created_at: "2026-03-01T00:00:00Z".into(),
+        suppress: false,
+        // This test is about the files; tests/risk.rs judges the risk of this small population.
+        accept_risk: Some("a test population of 4000 persons".into()),
     }
 }
 
@@ -385,6 +388,7 @@ fn extract_files_manifest_verify_and_no_insz() {
         "person_years.csv",
         "codebook.md",
         "codebook.json",
+        "risk.json",
         "manifest.json",
     ]
     .map(String::from)
@@ -476,7 +480,8 @@ fn an_encrypted_extract_opens_only_with_its_identity() {
             "codebook.md",
             "manifest.json",
             "person_years.csv.age",
-            "person_years.parquet.age"
+            "person_years.parquet.age",
+            "risk.json"
         ]
     );
     verify(&out).unwrap();

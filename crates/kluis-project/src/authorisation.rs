@@ -29,6 +29,7 @@ pub const FIELDS: &[&str] = &[
     "strata",
     "variables",
     "disclosure",
+    "risk",
     "roles",
 ];
 
@@ -49,6 +50,8 @@ pub struct Authorisation {
     /// The variables granted, in catalogue order (the extract's column order).
     pub variables: Vec<Variable>,
     pub disclosure: Disclosure,
+    /// The re-identification risk limits an extract must meet (`[risk]`, optional).
+    pub risk: RiskLimits,
     pub roles: Roles,
 }
 
@@ -137,6 +140,67 @@ pub struct Disclosure {
     pub rules: String,
     #[serde(default)]
     pub overrides: toml::Table,
+}
+
+/// How identifiable an extract's people may be, judged against the population they were drawn
+/// from. Without a `[risk]` table an authorisation gets [`RiskLimits::default_for`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskLimits {
+    /// Granted variables an intruder may know of a person-year (the year always counts too).
+    pub quasi_identifiers: Vec<String>,
+    /// Granted variables whose year-by-year sequence an intruder may know of a person.
+    pub trajectory_quasi_identifiers: Vec<String>,
+    /// Every delivered person-year shares its quasi-identifiers with at least `k` persons of the
+    /// population in that year.
+    pub k: u32,
+    /// The largest expected share of sampled persons an intruder re-identifies by linking their
+    /// trajectories to the population (the mean of 1/F over sampled persons).
+    pub max_trajectory_risk: f64,
+}
+
+/// Quasi-identifiers by default: the person-year variables an intruder can plausibly know.
+pub const DEFAULT_QUASI_IDENTIFIERS: &[&str] = &[
+    "sex",
+    "age",
+    "region",
+    "current_nationality",
+    "origin",
+    "education_level",
+    "statuut",
+    "nace",
+    "employer_type",
+];
+/// Trajectory quasi-identifiers by default: where a person works and lives, year by year.
+pub const DEFAULT_TRAJECTORY_QUASI_IDENTIFIERS: &[&str] = &["employer_type", "region"];
+pub const DEFAULT_RISK_K: u32 = 5;
+pub const DEFAULT_MAX_TRAJECTORY_RISK: f64 = 0.05;
+
+impl RiskLimits {
+    /// The default limits, restricted to the variables an authorisation grants.
+    pub fn default_for(variables: &[Variable]) -> RiskLimits {
+        let granted = |names: &[&str]| {
+            variables
+                .iter()
+                .filter(|v| names.contains(&v.name.as_str()))
+                .map(|v| v.name.clone())
+                .collect()
+        };
+        RiskLimits {
+            quasi_identifiers: granted(DEFAULT_QUASI_IDENTIFIERS),
+            trajectory_quasi_identifiers: granted(DEFAULT_TRAJECTORY_QUASI_IDENTIFIERS),
+            k: DEFAULT_RISK_K,
+            max_trajectory_risk: DEFAULT_MAX_TRAJECTORY_RISK,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRisk {
+    quasi_identifiers: Option<Spanned<Vec<Spanned<String>>>>,
+    trajectory_quasi_identifiers: Option<Spanned<Vec<Spanned<String>>>>,
+    k: Option<Spanned<i64>>,
+    max_trajectory_risk: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -484,6 +548,11 @@ impl<'t> Checker<'t> {
             "a [disclosure] table naming the rule set",
         )
         .and_then(|v| self.disclosure(v));
+        let risk = match (get("risk"), &variables) {
+            (Some(value), Some(granted)) => self.risk(value, granted),
+            (None, Some(granted)) => Some(RiskLimits::default_for(granted)),
+            (_, None) => None,
+        };
         let roles = required(
             self,
             "roles",
@@ -503,6 +572,7 @@ impl<'t> Checker<'t> {
             strata: strata?,
             variables: variables?,
             disclosure: disclosure?,
+            risk: risk?,
             roles: roles?,
         })
     }
@@ -878,6 +948,102 @@ impl<'t> Checker<'t> {
             return None;
         }
         Some(disclosure)
+    }
+
+    fn risk(&mut self, value: &Value<'t>, granted: &[Variable]) -> Option<RiskLimits> {
+        let raw: RawRisk = self.de(value, "risk")?;
+        let defaults = RiskLimits::default_for(granted);
+        let mut ok = true;
+        let mut names = |checker: &mut Self,
+                         field: &str,
+                         list: Option<Spanned<Vec<Spanned<String>>>>,
+                         default: Vec<String>| {
+            let Some(list) = list else {
+                return default;
+            };
+            let field = format!("risk.{field}");
+            if list.get_ref().is_empty() {
+                checker.problem(
+                    list.span(),
+                    &field,
+                    "is empty; name at least one granted variable",
+                );
+                ok = false;
+            }
+            let mut out: Vec<String> = Vec::new();
+            for name in list.into_inner() {
+                if !granted.iter().any(|v| &v.name == name.get_ref()) {
+                    checker.problem(
+                        name.span(),
+                        &field,
+                        format!(
+                            "`{}` is not a granted variable; the granted variables are {}",
+                            name.get_ref(),
+                            granted
+                                .iter()
+                                .map(|v| v.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    ok = false;
+                } else if !out.contains(name.get_ref()) {
+                    out.push(name.into_inner());
+                }
+            }
+            out
+        };
+        let quasi_identifiers = names(
+            self,
+            "quasi_identifiers",
+            raw.quasi_identifiers,
+            defaults.quasi_identifiers,
+        );
+        let trajectory_quasi_identifiers = names(
+            self,
+            "trajectory_quasi_identifiers",
+            raw.trajectory_quasi_identifiers,
+            defaults.trajectory_quasi_identifiers,
+        );
+        let k = match raw.k {
+            None => defaults.k,
+            Some(k) => match u32::try_from(*k.get_ref()) {
+                Ok(v) if v >= 2 => v,
+                _ => {
+                    self.problem(
+                        k.span(),
+                        "risk.k",
+                        format!(
+                            "{} is out of range; k is a whole number of at least 2",
+                            k.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    0
+                }
+            },
+        };
+        let max_trajectory_risk = match raw.max_trajectory_risk {
+            None => defaults.max_trajectory_risk,
+            Some(r) => {
+                let v = *r.get_ref();
+                if !(v > 0.0 && v <= 1.0) {
+                    self.problem(
+                        r.span(),
+                        "risk.max_trajectory_risk",
+                        format!("{v} is out of range; a risk lies above 0 and at most 1"),
+                    );
+                    ok = false;
+                }
+                v
+            }
+        };
+        ok.then_some(RiskLimits {
+            quasi_identifiers,
+            trajectory_quasi_identifiers,
+            k,
+            max_trajectory_risk,
+        })
     }
 
     fn roles(&mut self, value: &Value<'t>) -> Option<Roles> {

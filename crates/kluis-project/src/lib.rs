@@ -11,7 +11,7 @@ pub mod variables;
 
 use chrono::NaiveDate;
 
-pub use authorisation::{Authorisation, CheckError, Problem, Role};
+pub use authorisation::{Authorisation, CheckError, Problem, RiskLimits, Role};
 pub use project::{Grant, Project, Usage};
 pub use retention::Destruction;
 pub use state::{ProjectRecord, SYSTEM_ROLE, State, Status, default_home};

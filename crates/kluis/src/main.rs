@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Retention(args) => cmd::retention::run(args, &globals),
         Command::Extract(args) => cmd::extract::run(args, &globals),
         Command::Sdc(args) => cmd::sdc::run(args),
-        Command::Risk(args) => cmd::risk::run(args),
+        Command::Risk(args) => cmd::risk::run(args, &globals),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Ingest(args) => cmd::ingest::run(args),
         Command::Warehouse(args) => cmd::warehouse::run(args),

@@ -28,7 +28,9 @@ impl Env {
         let text = std::fs::read_to_string(DEMO)
             .unwrap()
             .replacen("sample_size = 2000", "sample_size = 100", 1)
-            .replacen("sample_size = 2000", "sample_size = 150", 1);
+            .replacen("sample_size = 2000", "sample_size = 150", 1)
+            // Trajectories in a population of 3000 are far more unique than in millions.
+            .replacen("[roles]", "[risk]\nmax_trajectory_risk = 0.9\n\n[roles]", 1);
         let authorisation = env.path("demo.toml");
         std::fs::write(&authorisation, text).unwrap();
         env.kluis("sam", REAL_DAY)
@@ -123,7 +125,7 @@ fn assert_no_insz(dir: &Path, insz: &[i64]) {
 fn a_steward_extracts_a_reproducible_verified_sample() {
     let env = Env::new();
     let out = env.path("x1");
-    env.extract("sam", REAL_DAY, &out, &[])
+    env.extract("sam", REAL_DAY, &out, &["--suppress"])
         .assert()
         .success()
         .stdout(predicate::str::contains("federal: 100 of"))
@@ -137,14 +139,14 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
     assert_eq!(m["strata"][0]["sampled_persons"], 100);
     assert_eq!(m["strata"][1]["sampled_persons"], 150);
     assert!(m["kluis_version"].as_str().unwrap().starts_with("kluis "));
-    assert_eq!(m["files"].as_array().unwrap().len(), 4);
+    assert_eq!(m["files"].as_array().unwrap().len(), 5);
 
     env.kluis("", REAL_DAY)
         .args(["extract", "verify"])
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("ok: 4 files"));
+        .stdout(predicate::str::contains("ok: 5 files"));
     assert_no_insz(&out, &persons_insz(&env.warehouse()));
     // The map from INSZ to number stays with the provider, encrypted.
     let map = env.path("state/projects/99-001/pseudonyms.map");
@@ -152,7 +154,9 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
 
     // Same seed, same project: the same rows, pseudonyms included.
     let again = env.path("x2");
-    env.extract("sam", REAL_DAY, &again, &[]).assert().success();
+    env.extract("sam", REAL_DAY, &again, &["--suppress"])
+        .assert()
+        .success();
     assert_eq!(
         std::fs::read(out.join("person_years.csv")).unwrap(),
         std::fs::read(again.join("person_years.csv")).unwrap()
@@ -215,10 +219,21 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let out = env.path("sealed");
-    env.extract("sam", REAL_DAY, &out, &["--recipient", &recipient])
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("in the clear").not());
+    let reason = "test: a population of 3000 persons cannot meet k = 5";
+    env.extract(
+        "sam",
+        REAL_DAY,
+        &out,
+        &["--recipient", &recipient, "--accept-risk", reason],
+    )
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("in the clear").not())
+    .stderr(predicate::str::contains("delivered above the risk limits"));
+    let risk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("risk.json")).unwrap()).unwrap();
+    assert_eq!(risk["accepted_with_reason"], reason);
+    assert!(risk["person_years"]["below_k"].as_u64().unwrap() > 0);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -231,7 +246,8 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
             "codebook.md",
             "manifest.json",
             "person_years.csv.age",
-            "person_years.parquet.age"
+            "person_years.parquet.age",
+            "risk.json"
         ]
     );
     assert_eq!(manifest(&out)["age_recipient"], recipient.as_str());
@@ -322,6 +338,19 @@ fn refused_runs_write_nothing() {
         .code(2)
         .stderr(predicate::str::contains("needs the steward role"));
     assert_nothing_written(&env, &out);
+    // Above the risk limits, without --suppress or --accept-risk.
+    env.extract("sam", REAL_DAY, &out, &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("fewer than k = 5 persons"))
+        .stderr(predicate::str::contains("Nothing was written"));
+    assert_nothing_written(&env, &out);
+    // A reason too short to be one.
+    env.extract("sam", REAL_DAY, &out, &["--accept-risk", "ok"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs a written reason"));
+    assert_nothing_written(&env, &out);
     // Expired.
     env.extract("sam", "2032-01-01", &out, &[])
         .assert()
@@ -354,4 +383,15 @@ fn refused_runs_write_nothing() {
         .unwrap();
     let audit = String::from_utf8(audit.stdout).unwrap();
     assert!(audit.contains("rita"), "{audit}");
+    let export = env.path("audit.jsonl");
+    env.kluis("", REAL_DAY)
+        .args(["audit", "export"])
+        .arg(&export)
+        .assert()
+        .success();
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert!(
+        exported.contains("re-identification risk above the authorisation's limits"),
+        "{exported}"
+    );
 }

@@ -354,3 +354,52 @@ fn every_mistake_is_reported_at_once_in_line_order() {
         line_of(&text, "nace =")
     )));
 }
+
+#[test]
+fn without_a_risk_table_the_default_limits_apply_to_granted_variables() {
+    let a = Authorisation::parse(DEMO, "demo.toml").unwrap();
+    assert_eq!(a.risk, RiskLimits::default_for(&a.variables));
+    assert_eq!(a.risk.k, DEFAULT_RISK_K);
+    assert!(a.risk.quasi_identifiers.contains(&"age".to_owned()));
+    // A default quasi-identifier that is not granted is left out.
+    let without_nace = edited("nace = \"section\"\n", "");
+    let a = Authorisation::parse(&without_nace, "demo.toml").unwrap();
+    assert!(!a.risk.quasi_identifiers.contains(&"nace".to_owned()));
+}
+
+#[test]
+fn a_risk_table_sets_the_limits() {
+    let text = edited(
+        "[roles]",
+        "[risk]\nquasi_identifiers = [\"sex\", \"age\"]\nk = 10\nmax_trajectory_risk = 0.01\n\n[roles]",
+    );
+    let a = Authorisation::parse(&text, "demo.toml").unwrap();
+    assert_eq!(a.risk.quasi_identifiers, ["sex", "age"]);
+    assert_eq!(a.risk.k, 10);
+    assert_eq!(a.risk.max_trajectory_risk, 0.01);
+    assert_eq!(
+        a.risk.trajectory_quasi_identifiers,
+        RiskLimits::default_for(&a.variables).trajectory_quasi_identifiers
+    );
+}
+
+#[test]
+fn risk_limits_must_name_granted_variables_and_sensible_values() {
+    let text = edited(
+        "[roles]",
+        "[risk]\nquasi_identifiers = [\"sex\", \"salary\"]\n\n[roles]",
+    );
+    the_problem(
+        &text,
+        "\"salary\"",
+        &["`salary` is not a granted variable", "sex, age"],
+    );
+    let text = edited("[roles]", "[risk]\nk = 1\n\n[roles]");
+    the_problem(&text, "k = 1", &["at least 2"]);
+    let text = edited("[roles]", "[risk]\nmax_trajectory_risk = 1.5\n\n[roles]");
+    the_problem(
+        &text,
+        "max_trajectory_risk = 1.5",
+        &["above 0 and at most 1"],
+    );
+}

@@ -1,6 +1,7 @@
-//! `kluis extract --project ID --out DIR --warehouse DIR [--seed S] [--recipient AGE_KEY]`: the
-//! phase-1 delivery of a project (steward only), and `kluis extract verify DIR`, which re-checks
-//! an extract's manifest hashes (for the recipient).
+//! `kluis extract --project ID --out DIR --warehouse DIR [--seed S] [--recipient AGE_KEY]
+//! [--suppress] [--accept-risk REASON]`: the phase-1 delivery of a project (steward only),
+//! refused when its re-identification risk exceeds the authorisation's limits; and
+//! `kluis extract verify DIR`, which re-checks an extract's manifest hashes (for the recipient).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,14 @@ pub struct Args {
     /// The recipient's age public key (age1...): the data files are encrypted to it.
     #[arg(long, value_name = "AGE_PUBLIC_KEY")]
     recipient: Option<String>,
+    /// Blank, in each person-year whose quasi-identifiers fewer than k persons of the population
+    /// share, the fewest values needed (local suppression).
+    #[arg(long)]
+    suppress: bool,
+    /// Deliver even when a risk limit is exceeded; the written reason is audited and recorded in
+    /// risk.json.
+    #[arg(long, value_name = "REASON")]
+    accept_risk: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -84,6 +93,15 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(recipient) = &args.recipient {
         parse_recipient(recipient).map_err(extract_error)?;
     }
+    if args
+        .accept_risk
+        .as_ref()
+        .is_some_and(|reason| reason.trim().len() < 10)
+    {
+        return Err(bad_input(
+            "--accept-risk needs a written reason (at least 10 characters) saying why the risk is acceptable",
+        ));
+    }
     if out.symlink_metadata().is_ok() {
         return Err(bad_input(format!(
             "{} already exists; an extract goes into a new directory",
@@ -115,9 +133,26 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         recipient: args.recipient.clone(),
         kluis_version: format!("kluis {}", env!("CARGO_PKG_VERSION")),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        suppress: args.suppress,
+        accept_risk: args.accept_risk.clone(),
     };
-    let delivered =
-        write_extract(authorisation, &population, &sample, &options).map_err(extract_error)?;
+    let delivered = match write_extract(authorisation, &population, &sample, &options) {
+        Ok(delivered) => delivered,
+        Err(error) => {
+            if let kluis_extract::Error::RiskExceeded { exceeded } = &error {
+                grant
+                    .record(json!({
+                        "refused": "re-identification risk above the authorisation's limits",
+                        "exceeded": exceeded,
+                        "seed": args.seed,
+                        "suppress": args.suppress,
+                    }))
+                    .map_err(state_error)?;
+            }
+            return Err(extract_error(error));
+        }
+    };
+    let risk = &delivered.risk;
     let m = &delivered.manifest;
     grant
         .record(json!({
@@ -135,6 +170,14 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 "rows_by_year": s.rows_by_year,
             })).collect::<Vec<_>>(),
             "files": m.files.iter().map(|f| json!({"name": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
+            "risk": {
+                "k": risk.k,
+                "person_years_below_k": risk.person_years.below_k,
+                "trajectory_risk_mean": risk.trajectories.journalist_risk_mean,
+                "suppressed_values": risk.suppression.as_ref().map(|s| s.cells.values().sum::<u64>()),
+                "exceeded": risk.exceeded,
+                "accepted_with_reason": risk.accepted_with_reason,
+            },
         }))
         .map_err(state_error)
         .context("the extract was written but could not be audited")?;
@@ -151,6 +194,34 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         println!(
             "  {}: {} of {} persons sampled (fraction {:.6}), {} person-years",
             s.name, s.sampled_persons, s.population_persons, s.sampling_fraction, s.rows
+        );
+    }
+    println!(
+        "  risk: smallest population class of a person-year {} (k = {}), {} below k; trajectories: mean risk {:.4} (limit {}), {} population uniques",
+        risk.person_years.min_frequency,
+        risk.k,
+        risk.person_years.below_k,
+        risk.trajectories.journalist_risk_mean,
+        risk.max_trajectory_risk,
+        risk.trajectories.population_uniques
+    );
+    if let Some(s) = &risk.suppression {
+        println!(
+            "  suppressed {} values in {} person-years: {}",
+            s.cells.values().sum::<u64>(),
+            s.records,
+            s.cells
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(reason) = &risk.accepted_with_reason {
+        eprintln!(
+            "warning: delivered above the risk limits ({}), accepted by {actor}: {reason}",
+            risk.exceeded.join("; ")
         );
     }
     if m.age_recipient.is_none() {

@@ -1,0 +1,479 @@
+//! Re-identification risk of an extract, judged against the population it was drawn from.
+//!
+//! kluis holds the whole population, so a delivered record's population frequency `F` is
+//! counted, not estimated: the number of persons whose person-year in the same year has the
+//! same quasi-identifier values. Journalist risk is `1/F`; an intruder who links each delivered
+//! record to a random member of its population class re-identifies `Σ 1/F` records on average.
+//!
+//! Two measures, each with its limit from the authorisation's `[risk]`:
+//! - **person-years**: every delivered person-year must have `F >= k`;
+//! - **trajectories**: a person's year-by-year sequence of trajectory quasi-identifiers, judged
+//!   the same way against every population person's sequence; the mean of `1/F` over the sampled
+//!   persons (the expected share re-identified) must not exceed `max_trajectory_risk`.
+//!
+//! A value that is null in the extract but not in the population was suppressed: it matches
+//! any value. Local suppression ([`suppress`]) blanks, in each person-year with `F < k`, the
+//! fewest quasi-identifiers it can find greedily (each step the one whose removal makes `F`
+//! largest) until `F >= k`.
+//!
+//! Values are compared through 64-bit hashes of their column and text; two different tuples
+//! share a hash with a probability of about 10⁻⁷ at full scale, which would only make a record
+//! look safer by one person.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::kernels::nullif::nullif;
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use kluis_project::RiskLimits;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::population::CodedPopulation;
+use crate::{PSEUDONYM, YEAR};
+
+/// Risk of one kind of record (person-years or trajectories) against the population.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskMeasure {
+    /// Delivered records judged.
+    pub records: u64,
+    /// Records judged against: the population's person-years or persons.
+    pub population_records: u64,
+    /// Delivered records whose tuple is unique in the population (`F = 1`).
+    pub population_uniques: u64,
+    /// Delivered records with `F < k`.
+    pub below_k: u64,
+    /// The smallest `F` of a delivered record.
+    pub min_frequency: u64,
+    /// Mean and maximum of `1/F`.
+    pub journalist_risk_mean: f64,
+    pub journalist_risk_max: f64,
+    /// `Σ 1/F`: correct re-identifications an intruder linking to the population can expect.
+    pub expected_reidentifications: f64,
+}
+
+/// What local suppression did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuppressionReport {
+    /// Person-years in which at least one value was blanked.
+    pub records: u64,
+    /// Values blanked, per quasi-identifier.
+    pub cells: BTreeMap<String, u64>,
+    /// Information per person-year (bits) of each quasi-identifier: its entropy before, and
+    /// after blanking, where a blanked value `x` loses its `-log2 p(x)` (ARX's non-uniform
+    /// entropy).
+    pub entropy_before: BTreeMap<String, f64>,
+    pub entropy_after: BTreeMap<String, f64>,
+}
+
+/// `risk.json`: the risk of the delivered extract, the limits, and what was done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskReport {
+    pub quasi_identifiers: Vec<String>,
+    pub trajectory_quasi_identifiers: Vec<String>,
+    pub k: u32,
+    pub max_trajectory_risk: f64,
+    pub person_years: RiskMeasure,
+    pub trajectories: RiskMeasure,
+    /// Each limit the extract exceeds, in words; empty when it meets them all.
+    pub exceeded: Vec<String>,
+    /// Set when local suppression was applied before delivery.
+    pub suppression: Option<SuppressionReport>,
+    /// The steward's written reason for delivering despite `exceeded`.
+    pub accepted_with_reason: Option<String>,
+}
+
+impl RiskReport {
+    pub fn within_limits(&self) -> bool {
+        self.exceeded.is_empty()
+    }
+}
+
+/// Column positions of the quasi-identifiers in the extract schema.
+struct Layout {
+    person_year: Vec<usize>,
+    trajectory: Vec<usize>,
+}
+
+impl Layout {
+    fn new(limits: &RiskLimits, schema: &arrow::datatypes::Schema) -> Result<Layout> {
+        let positions = |names: &[String]| -> Result<Vec<usize>> {
+            names
+                .iter()
+                .map(|n| schema.index_of(n).map_err(|_| Error::RiskColumn(n.clone())))
+                .collect()
+        };
+        Ok(Layout {
+            person_year: positions(&limits.quasi_identifiers)?,
+            trajectory: positions(&limits.trajectory_quasi_identifiers)?,
+        })
+    }
+}
+
+const NULL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Per-row value hashes of one column (nulls get [`NULL_HASH`]), seeded by the column position
+/// so equal text in two columns differs.
+fn column_hashes(column: &ArrayRef, position: usize) -> Result<Vec<u64>> {
+    let seed = foldhash::fast::FixedState::with_seed(position as u64);
+    let hash_bytes = |bytes: &[u8]| {
+        let mut h = seed.build_hasher();
+        h.write(bytes);
+        h.finish()
+    };
+    let rows = column.len();
+    Ok(match column.data_type() {
+        DataType::Utf8 => {
+            let a = column.as_string::<i32>();
+            // Code columns hold few distinct values: hash each once.
+            let mut memo: FxHashMap<&str, u64> = FxHashMap::default();
+            (0..rows)
+                .map(|r| {
+                    if a.is_null(r) {
+                        NULL_HASH
+                    } else {
+                        let v = a.value(r);
+                        *memo.entry(v).or_insert_with(|| hash_bytes(v.as_bytes()))
+                    }
+                })
+                .collect()
+        }
+        DataType::Int32 => {
+            let a = column.as_primitive::<Int32Type>();
+            (0..rows)
+                .map(|r| {
+                    if a.is_null(r) {
+                        NULL_HASH
+                    } else {
+                        hash_bytes(&a.value(r).to_le_bytes())
+                    }
+                })
+                .collect()
+        }
+        other => return Err(Error::RiskColumnType(format!("{other}"))),
+    })
+}
+
+/// Combines the hashes of the columns in `mask` (bit i = the i-th quasi-identifier).
+fn combine(hashes: &[Vec<u64>], mask: u32, row: usize) -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for (i, column) in hashes.iter().enumerate() {
+        if mask & (1 << i) != 0 {
+            h = (h ^ column[row])
+                .wrapping_mul(0x0100_0000_01b3)
+                .rotate_left(29);
+        }
+    }
+    h
+}
+
+/// One year's population: its rows' quasi-identifier hashes, and class counts per mask of
+/// known quasi-identifiers (built when first asked for).
+struct YearPopulation {
+    hashes: Vec<Vec<u64>>,
+    counts: FxHashMap<u32, FxHashMap<u64, u32>>,
+}
+
+impl YearPopulation {
+    fn count(&mut self, mask: u32, key: u64) -> u32 {
+        let hashes = &self.hashes;
+        let counts = self.counts.entry(mask).or_insert_with(|| {
+            let rows = hashes.first().map_or(0, Vec::len);
+            let mut map: FxHashMap<u64, u32> = FxHashMap::default();
+            for r in 0..rows {
+                *map.entry(combine(hashes, mask, r)).or_insert(0) += 1;
+            }
+            map
+        });
+        counts.get(&key).copied().unwrap_or(0)
+    }
+}
+
+fn pseudonyms(batch: &RecordBatch) -> Vec<u32> {
+    let column = batch
+        .column_by_name(PSEUDONYM)
+        .expect("extract schema")
+        .as_primitive::<Int64Type>();
+    column.values().iter().map(|&p| p as u32).collect()
+}
+
+/// Running totals of `1/F`.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    uniques: u64,
+    below_k: u64,
+    min: u64,
+    sum: f64,
+    max: f64,
+}
+
+impl Tally {
+    fn add(&mut self, frequency: u32, k: u32) {
+        // A delivered record is itself in the population, so F >= 1.
+        let f = frequency.max(1);
+        let risk = 1.0 / f as f64;
+        self.records += 1;
+        self.uniques += u64::from(f == 1);
+        self.below_k += u64::from(f < k);
+        self.min = if self.records == 1 {
+            f as u64
+        } else {
+            self.min.min(f as u64)
+        };
+        self.sum += risk;
+        self.max = self.max.max(risk);
+    }
+
+    fn measure(&self, population_records: u64) -> RiskMeasure {
+        RiskMeasure {
+            records: self.records,
+            population_records,
+            population_uniques: self.uniques,
+            below_k: self.below_k,
+            min_frequency: self.min,
+            journalist_risk_mean: if self.records == 0 {
+                0.0
+            } else {
+                self.sum / self.records as f64
+            },
+            journalist_risk_max: self.max,
+            expected_reidentifications: self.sum,
+        }
+    }
+}
+
+/// The delivered rows' positions per year (the extract is sorted by pseudonym, then year).
+fn rows_by_year(delivered: &RecordBatch) -> BTreeMap<i32, Vec<usize>> {
+    let years = delivered
+        .column_by_name(YEAR)
+        .expect("extract schema")
+        .as_primitive::<Int32Type>();
+    let mut out: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (row, year) in years.values().iter().enumerate() {
+        out.entry(*year).or_default().push(row);
+    }
+    out
+}
+
+/// What [`judge`] found, with the mask of known quasi-identifiers of each delivered row.
+struct Assessment {
+    report: RiskReport,
+    known: Vec<u32>,
+}
+
+/// Judges the delivered rows (`delivered`, in the extract schema) against the population.
+pub fn assess(
+    population: &CodedPopulation,
+    delivered: &RecordBatch,
+    limits: &RiskLimits,
+) -> Result<RiskReport> {
+    Ok(judge(population, delivered, limits, false)?.report)
+}
+
+/// One pass over the population, year by year. With `suppress`, each delivered person-year with
+/// `F < k` loses, greedily, the quasi-identifier whose removal leaves the largest class, until
+/// `F >= k`; the figures are those after suppression.
+fn judge(
+    population: &CodedPopulation,
+    delivered: &RecordBatch,
+    limits: &RiskLimits,
+    suppress: bool,
+) -> Result<Assessment> {
+    if limits.quasi_identifiers.len() > 31 {
+        return Err(Error::RiskColumn("more than 31 quasi-identifiers".into()));
+    }
+    let layout = Layout::new(limits, &delivered.schema())?;
+    let full: u32 = (1u32 << layout.person_year.len()) - 1;
+    let delivered_hashes: Vec<Vec<u64>> = layout
+        .person_year
+        .iter()
+        .map(|&c| column_hashes(delivered.column(c), c))
+        .collect::<Result<_>>()?;
+    let delivered_pseudonyms = pseudonyms(delivered);
+    let by_year = rows_by_year(delivered);
+
+    let mut trajectory = vec![0u64; population.persons() + 1];
+    let mut population_person_years = 0u64;
+    let mut known = vec![full; delivered.num_rows()];
+    let mut person_years = Tally::default();
+    for year in population.years() {
+        let batch = population.year_batch(year, None)?;
+        population_person_years += batch.num_rows() as u64;
+        let year_pseudonyms = pseudonyms(&batch);
+        // Trajectories: an order-free sum of (year, values) hashes per person.
+        let trajectory_hashes: Vec<Vec<u64>> = layout
+            .trajectory
+            .iter()
+            .map(|&c| column_hashes(batch.column(c), c))
+            .collect::<Result<_>>()?;
+        let all = (1u32 << trajectory_hashes.len()) - 1;
+        for (r, &p) in year_pseudonyms.iter().enumerate() {
+            let step = combine(&trajectory_hashes, all, r) ^ (year as u64).wrapping_mul(NULL_HASH);
+            trajectory[p as usize] =
+                trajectory[p as usize].wrapping_add(step.wrapping_mul(0xff51_afd7_ed55_8ccd));
+        }
+        drop(trajectory_hashes);
+
+        let mut year_population = YearPopulation {
+            hashes: layout
+                .person_year
+                .iter()
+                .map(|&c| column_hashes(batch.column(c), c))
+                .collect::<Result<_>>()?,
+            counts: FxHashMap::default(),
+        };
+        drop(batch);
+        for &row in by_year.get(&year).map_or(&[][..], |v| v) {
+            let Ok(at) = year_pseudonyms.binary_search(&delivered_pseudonyms[row]) else {
+                return Err(Error::NotInPopulation { year });
+            };
+            // Known = not blanked: null in the extract where the population has a value.
+            let mut mask = full;
+            for (i, column) in delivered_hashes.iter().enumerate() {
+                if column[row] == NULL_HASH && year_population.hashes[i][at] != NULL_HASH {
+                    mask &= !(1 << i);
+                }
+            }
+            let mut f = year_population.count(mask, combine(&year_population.hashes, mask, at));
+            while suppress && f < limits.k {
+                // Only a value that is there can be blanked.
+                let candidates: Vec<usize> = (0..layout.person_year.len())
+                    .filter(|&i| mask & (1 << i) != 0 && year_population.hashes[i][at] != NULL_HASH)
+                    .collect();
+                let Some(best) = candidates
+                    .into_iter()
+                    .map(|i| {
+                        let fewer = mask & !(1 << i);
+                        let key = combine(&year_population.hashes, fewer, at);
+                        (fewer, year_population.count(fewer, key))
+                    })
+                    .max_by_key(|&(_, f)| f)
+                else {
+                    break;
+                };
+                (mask, f) = best;
+            }
+            known[row] = mask;
+            person_years.add(f, limits.k);
+        }
+    }
+
+    // Trajectory classes over every population person with a qualifying year.
+    let mut classes: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut population_persons = 0u64;
+    for &t in &trajectory[1..] {
+        if t != 0 {
+            population_persons += 1;
+            *classes.entry(t).or_insert(0) += 1;
+        }
+    }
+    let mut sampled = delivered_pseudonyms;
+    sampled.sort_unstable();
+    sampled.dedup();
+    let mut trajectories = Tally::default();
+    for p in sampled {
+        trajectories.add(
+            classes.get(&trajectory[p as usize]).copied().unwrap_or(0),
+            0,
+        );
+    }
+    let person_years = person_years.measure(population_person_years);
+    let trajectories = trajectories.measure(population_persons);
+    let mut exceeded = Vec::new();
+    if person_years.below_k > 0 {
+        exceeded.push(format!(
+            "{} delivered person-years share their quasi-identifiers with fewer than k = {} persons of the population that year (smallest: {})",
+            person_years.below_k, limits.k, person_years.min_frequency
+        ));
+    }
+    if trajectories.journalist_risk_mean > limits.max_trajectory_risk {
+        exceeded.push(format!(
+            "the expected share of sampled persons re-identified by their trajectory is {:.4}, above the limit {}",
+            trajectories.journalist_risk_mean, limits.max_trajectory_risk
+        ));
+    }
+    Ok(Assessment {
+        report: RiskReport {
+            quasi_identifiers: limits.quasi_identifiers.clone(),
+            trajectory_quasi_identifiers: limits.trajectory_quasi_identifiers.clone(),
+            k: limits.k,
+            max_trajectory_risk: limits.max_trajectory_risk,
+            person_years,
+            trajectories,
+            exceeded,
+            suppression: None,
+            accepted_with_reason: None,
+        },
+        known,
+    })
+}
+
+/// The information per row of one hashed column (its entropy in bits), and what is left when
+/// the rows in `blank` lose theirs.
+fn information(hashes: &[u64], blank: &BooleanArray) -> (f64, f64) {
+    let mut counts: FxHashMap<u64, u64> = FxHashMap::default();
+    for &h in hashes {
+        *counts.entry(h).or_insert(0) += 1;
+    }
+    let n = hashes.len() as f64;
+    let bits = |h: &u64| -(counts[h] as f64 / n).log2();
+    let before: f64 = hashes.iter().map(bits).sum::<f64>() / n;
+    let lost: f64 = hashes
+        .iter()
+        .zip(blank.values().iter())
+        .filter(|(_, b)| *b)
+        .map(|(h, _)| bits(h))
+        .sum::<f64>()
+        / n;
+    (before, before - lost)
+}
+
+/// Local suppression: blanks quasi-identifiers in the delivered person-years whose population
+/// frequency is below k (see [`judge`]). Returns the suppressed rows and their risk report,
+/// which says how many values went and the entropy of each quasi-identifier before and after.
+pub fn suppress(
+    population: &CodedPopulation,
+    delivered: &RecordBatch,
+    limits: &RiskLimits,
+) -> Result<(RecordBatch, RiskReport)> {
+    let layout = Layout::new(limits, &delivered.schema())?;
+    let Assessment { mut report, known } = judge(population, delivered, limits, true)?;
+    let schema = delivered.schema();
+    let mut columns: Vec<ArrayRef> = delivered.columns().to_vec();
+    let mut cells = BTreeMap::new();
+    let mut entropy_before = BTreeMap::new();
+    let mut entropy_after = BTreeMap::new();
+    let mut blanked_rows = vec![false; known.len()];
+    for (i, &c) in layout.person_year.iter().enumerate() {
+        let name = schema.field(c).name().clone();
+        let original = &columns[c];
+        // Only values that were there count as blanked (a missing fact stays missing).
+        let blank: BooleanArray = known
+            .iter()
+            .enumerate()
+            .map(|(r, m)| Some(m & (1 << i) == 0 && original.is_valid(r)))
+            .collect();
+        for (r, b) in blank.iter().enumerate() {
+            blanked_rows[r] |= b == Some(true);
+        }
+        let (before, after) = information(&column_hashes(original, c)?, &blank);
+        entropy_before.insert(name.clone(), before);
+        entropy_after.insert(name.clone(), after);
+        let count = blank.true_count() as u64;
+        if count > 0 {
+            columns[c] = nullif(original, &blank).map_err(Error::arrow("suppressing"))?;
+        }
+        cells.insert(name, count);
+    }
+    let suppressed = RecordBatch::try_new(schema, columns).map_err(Error::arrow("suppressing"))?;
+    report.suppression = Some(SuppressionReport {
+        records: blanked_rows.iter().filter(|&&b| b).count() as u64,
+        cells,
+        entropy_before,
+        entropy_after,
+    });
+    Ok((suppressed, report))
+}
