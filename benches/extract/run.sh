@@ -25,7 +25,8 @@ BIN="$TARGET/release/kluis"
 
 echo "== installing the pandas baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade pandas pyarrow
+# One venv serves every benchmark; pandas is pinned to the version acro and pycanon accept.
+"$VENV/bin/pip" install --quiet "pandas==2.3.3" pyarrow
 
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%.0f MiB", $2/1024}' "$1"; }
 seconds() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$1"; }

@@ -9,7 +9,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use kluis_model::codelists::{self, AgeClasses, Country};
 use kluis_model::{Background, MigrationThresholds};
 use kluis_project::Authorisation;
-use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::{PSEUDONYM, STRATUM, YEAR};
@@ -19,19 +18,24 @@ pub(crate) const NONE16: u16 = u16::MAX;
 pub(crate) const NONE8: u8 = u8::MAX;
 pub(crate) const NO_YEAR: i16 = i16::MIN;
 
-/// Country codes (alpha-2) → index into `codelists::countries()`.
+/// Country codes (alpha-2) → index into `codelists::countries()`: a table over the 26×26
+/// two-letter codes, since it is asked once per person-year.
 pub(crate) fn country_index(code: &str) -> Option<u16> {
-    static INDEX: OnceLock<FxHashMap<&'static str, u16>> = OnceLock::new();
-    INDEX
-        .get_or_init(|| {
-            codelists::countries()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.alpha2.as_str(), i as u16))
-                .collect()
-        })
-        .get(code)
-        .copied()
+    static INDEX: OnceLock<Vec<u16>> = OnceLock::new();
+    let slot = |bytes: &[u8]| match bytes {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => Some((a - b'A') as usize * 26 + (b - b'A') as usize),
+        _ => None,
+    };
+    let index = INDEX.get_or_init(|| {
+        let mut index = vec![NONE16; 26 * 26];
+        for (i, c) in codelists::countries().iter().enumerate() {
+            index[slot(c.alpha2.as_bytes()).expect("alpha-2 codes are two capitals")] = i as u16;
+        }
+        index
+    });
+    slot(code.as_bytes())
+        .map(|s| index[s])
+        .filter(|&i| i != NONE16)
 }
 
 fn country_at(index: u16) -> Option<&'static Country> {
@@ -47,10 +51,95 @@ pub(crate) fn code_position(list: &str, code: &str) -> Option<u8> {
         .map(|i| i as u8)
 }
 
-fn code_at(list: &str, position: u8) -> Option<&'static str> {
-    (position != NONE8).then(|| {
-        codelists::get(list).expect("code list embedded").rows[position as usize][0].as_str()
+/// The codes of the lists the coding reads, indexed, built once: coding runs per person-year
+/// (46 million at full scale), so no list is searched by name or scanned per row.
+struct Lookups {
+    sexes: Vec<&'static str>,
+    isced_levels: Vec<&'static str>,
+    iscedf_fields: Vec<&'static str>,
+    /// Region codes with their numeric value (NIS codes are five digits; ABROAD and UNKNOWN
+    /// are not).
+    regions: Vec<(Option<u32>, &'static str)>,
+    /// Nationality class number → its code.
+    class_code: Vec<Option<&'static str>>,
+    /// NACE division (two digits as a number) → its code and its section's code.
+    division: Vec<Option<(&'static str, &'static str)>>,
+    /// Employer type code → its code as text and its group's code.
+    employer_type: Vec<Option<(&'static str, &'static str)>>,
+    /// Statuut code → its code as text.
+    statuut: Vec<Option<&'static str>>,
+    /// ISCED level → its education band's code.
+    education_band: Vec<Option<&'static str>>,
+}
+
+fn lookups() -> &'static Lookups {
+    static LOOKUPS: OnceLock<Lookups> = OnceLock::new();
+    LOOKUPS.get_or_init(|| {
+        let codes = |name: &str| -> Vec<&'static str> {
+            codelists::get(name)
+                .expect("code list embedded")
+                .codes()
+                .collect()
+        };
+        let mut class_code = vec![None; 256];
+        for code in codes("nationality_classes") {
+            if let Ok(n) = code.parse::<u8>() {
+                class_code[n as usize] = Some(code);
+            }
+        }
+        let sections = codes("nace_sections");
+        let mut division = vec![None; 100];
+        for d in codelists::nace_divisions() {
+            if let Ok(n) = d.code.parse::<usize>() {
+                let section = sections.iter().copied().find(|c| c.starts_with(d.section));
+                division[n] = section.map(|section| (d.code.as_str(), section));
+            }
+        }
+        let mut employer_type = vec![None; 256];
+        for t in codelists::employer_types() {
+            employer_type[t.code as usize] = Some((code_text(t.code), t.group.code()));
+        }
+        let statuut = (0..=255u8)
+            .map(|c| codelists::statuut(c).map(|s| code_text(s.code)))
+            .collect();
+        let education_band = (0..=255u8)
+            .map(|l| codelists::education_band(l).map(|b| b.code()))
+            .collect();
+        Lookups {
+            sexes: codes("sexes"),
+            isced_levels: codes("isced_levels"),
+            iscedf_fields: codes("iscedf_fields"),
+            regions: codes("regions")
+                .into_iter()
+                .map(|c| (five_digits(c), c))
+                .collect(),
+            class_code,
+            division,
+            employer_type,
+            statuut,
+            education_band,
+        }
     })
+}
+
+/// The value of a code of exactly five ASCII digits.
+fn five_digits(code: &str) -> Option<u32> {
+    let b = code.as_bytes();
+    (b.len() == 5 && b.iter().all(u8::is_ascii_digit))
+        .then(|| b.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+}
+
+fn code_at(codes: &[&'static str], position: u8) -> Option<&'static str> {
+    codes.get(position as usize).copied()
+}
+
+/// The division (two leading digits) of a 5-digit NACE-BEL code: its code and section code.
+fn nace(code: &str) -> Option<(&'static str, &'static str)> {
+    let b = code.as_bytes();
+    if b.len() != 5 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    lookups().division[((b[0] - b'0') * 10 + (b[1] - b'0')) as usize]
 }
 
 /// What the coding needs to know of a person, kept compact (a full-scale warehouse has five
@@ -223,13 +312,15 @@ impl Coder {
     fn code(self, row: &Row, background: Option<&Background<'static>>) -> Option<&'static str> {
         let p = row.person;
         let thresholds = MigrationThresholds::default();
+        let l = lookups();
         match self {
-            Coder::Sex => code_at("sexes", p.sex),
+            Coder::Sex => code_at(&l.sexes, p.sex),
             Coder::Age(classes) => classes.class_of(row.year - p.birth_year()),
-            Coder::Region => codelists::get("regions")
-                .expect("embedded")
-                .codes()
-                .find(|c| *c == row.region),
+            Coder::Region => match five_digits(row.region) {
+                Some(n) => l.regions.iter().find(|(m, _)| *m == Some(n)),
+                None => l.regions.iter().find(|(_, code)| *code == row.region),
+            }
+            .map(|(_, code)| *code),
             Coder::Country(source, coding) => {
                 let index = match source {
                     CountrySource::Current => row.current_nationality,
@@ -239,10 +330,10 @@ impl Coder {
                     CountrySource::Mother => p.mother_first_nationality,
                 };
                 let country = country_at(index)?;
-                Some(match coding {
-                    CountryCoding::Class30 => class_code(country.nationality_class),
-                    CountryCoding::StatbelGroup => country.statbel_group.code(),
-                })
+                match coding {
+                    CountryCoding::Class30 => l.class_code[country.nationality_class as usize],
+                    CountryCoding::StatbelGroup => Some(country.statbel_group.code()),
+                }
             }
             Coder::Origin => Some(background?.origin().group.code()),
             Coder::StatbelOrigin => Some(background?.statbel_origin().code()),
@@ -251,24 +342,17 @@ impl Coder {
                     .migration_background(row.year, &thresholds)
                     .code(),
             ),
-            Coder::IscedLevel => code_at("isced_levels", p.education_level),
-            Coder::EducationBand => (p.education_level != NONE8)
-                .then(|| codelists::education_band(p.education_level))
-                .flatten()
-                .map(|b| b.code()),
-            Coder::StudyField => code_at("iscedf_fields", p.study_field),
-            Coder::Statuut => codelists::statuut(row.statuut).map(|s| code_text(s.code)),
-            Coder::NaceSection => codelists::nace_division(row.nace)
-                .ok()
-                .and_then(|d| section_code(d.section)),
-            Coder::NaceDivision => codelists::nace_division(row.nace)
-                .ok()
-                .map(|d| d.code.as_str()),
+            Coder::IscedLevel => code_at(&l.isced_levels, p.education_level),
+            Coder::EducationBand => l.education_band[p.education_level as usize],
+            Coder::StudyField => code_at(&l.iscedf_fields, p.study_field),
+            Coder::Statuut => l.statuut[row.statuut as usize],
+            Coder::NaceSection => nace(row.nace).map(|(_, section)| section),
+            Coder::NaceDivision => nace(row.nace).map(|(division, _)| division),
             Coder::EmployerType => {
-                codelists::employer_type(row.employer_type).map(|t| code_text(t.code))
+                l.employer_type[row.employer_type as usize].map(|(code, _)| code)
             }
             Coder::EmployerGroup => {
-                codelists::employer_type(row.employer_type).map(|t| t.group.code())
+                l.employer_type[row.employer_type as usize].map(|(_, group)| group)
             }
             Coder::RegistrationYear | Coder::NaturalisationYear => None,
         }
@@ -281,24 +365,6 @@ impl Coder {
             _ => None,
         }
     }
-}
-
-/// The code of nationality class `n` in `nationality_classes`.
-fn class_code(n: u8) -> &'static str {
-    codelists::get("nationality_classes")
-        .expect("embedded")
-        .codes()
-        .find(|c| c.parse::<u8>() == Ok(n))
-        .expect("every country's class is listed (kluis-model tests it)")
-}
-
-fn section_code(section: char) -> Option<&'static str> {
-    let mut buffer = [0u8; 4];
-    let section = section.encode_utf8(&mut buffer);
-    codelists::get("nace_sections")
-        .expect("embedded")
-        .codes()
-        .find(|c| *c == section)
 }
 
 /// Small numeric codes as `&'static str` (statuut and employer type codes are below 100).
@@ -344,6 +410,26 @@ impl Columns {
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// The same columns with only the named variables (pseudonym, year and stratum stay).
+    pub fn keep(&self, names: &[String]) -> Columns {
+        let variables: Vec<(String, Coder)> = self
+            .variables
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .cloned()
+            .collect();
+        let schema = self.schema.project(
+            &(0..self.schema.fields().len())
+                .filter(|&i| i < 3 || names.contains(self.schema.field(i).name()))
+                .collect::<Vec<_>>(),
+        );
+        Columns {
+            background: variables.iter().any(|(_, c)| c.needs_background()),
+            variables,
+            schema: Arc::new(schema.expect("indices of the schema's own fields")),
+        }
     }
 
     pub fn builder(&self, capacity: usize) -> RowsBuilder<'_> {

@@ -461,6 +461,21 @@ impl CodedPopulation {
     /// The coded person-years of `year`, sorted by pseudonym: all of the population's (phase 2)
     /// or only the sampled persons' (phase 1).
     pub fn year_batch(&self, year: i32, sample: Option<&Sample>) -> Result<RecordBatch> {
+        self.year_batch_of(year, sample, &self.columns)
+    }
+
+    /// The output columns restricted to the named variables (for [`Self::year_batch_of`]).
+    pub(crate) fn columns_of(&self, names: &[String]) -> Columns {
+        self.columns.keep(names)
+    }
+
+    /// [`Self::year_batch`] with only the given columns coded.
+    pub(crate) fn year_batch_of(
+        &self,
+        year: i32,
+        sample: Option<&Sample>,
+        columns: &Columns,
+    ) -> Result<RecordBatch> {
         let mut batches = Vec::new();
         let mut picked: Vec<(u32, u32, u32, u32)> = Vec::new();
         for batch in self.warehouse.person_years_batches(year)? {
@@ -489,15 +504,31 @@ impl CodedPopulation {
             batches.push(batch);
         }
         picked.sort_unstable();
-        let mut builder = self.columns.builder(picked.len());
-        for (number, b, row, person) in picked {
-            let batch = &batches[b as usize];
-            let row = row as usize;
-            let nationality = batch
-                .column_by_name(py::CURRENT_NATIONALITY)
+        let text_column = |batch: &RecordBatch, name: &str| {
+            batch
+                .column_by_name(name)
                 .expect("schema checked")
                 .as_string::<i32>()
-                .value(row);
+                .clone()
+        };
+        // The columns of each batch, found once rather than per row.
+        let inputs: Vec<_> = batches
+            .iter()
+            .map(|batch| {
+                (
+                    text_column(batch, py::CURRENT_NATIONALITY),
+                    text_column(batch, py::REGION),
+                    text_column(batch, py::NACE),
+                    col_i32(batch, py::EMPLOYER_TYPE).clone(),
+                    col_i32(batch, py::STATUUT).clone(),
+                )
+            })
+            .collect();
+        let mut builder = columns.builder(picked.len());
+        for (number, b, row, person) in picked {
+            let (nationalities, regions, naces, types, statuut) = &inputs[b as usize];
+            let row = row as usize;
+            let nationality = nationalities.value(row);
             let current_nationality =
                 country_index(nationality).ok_or_else(|| Error::BadValue {
                     table: "person_years",
@@ -506,13 +537,6 @@ impl CodedPopulation {
                     value: nationality.to_owned(),
                     expected: "an alpha-2 code of `countries`",
                 })?;
-            let text = |name| {
-                batch
-                    .column_by_name(name)
-                    .expect("schema checked")
-                    .as_string::<i32>()
-                    .value(row)
-            };
             let stratum = &self.strata[self.stratum_of[person as usize] as usize].name;
             builder.push(
                 number,
@@ -520,12 +544,11 @@ impl CodedPopulation {
                 &Row {
                     year,
                     person: &self.facts[person as usize],
-                    region: text(py::REGION),
+                    region: regions.value(row),
                     current_nationality,
-                    employer_type: u8::try_from(col_i32(batch, py::EMPLOYER_TYPE).value(row))
-                        .unwrap_or(NONE8),
-                    statuut: u8::try_from(col_i32(batch, py::STATUUT).value(row)).unwrap_or(NONE8),
-                    nace: text(py::NACE),
+                    employer_type: u8::try_from(types.value(row)).unwrap_or(NONE8),
+                    statuut: u8::try_from(statuut.value(row)).unwrap_or(NONE8),
+                    nace: naces.value(row),
                 },
             );
         }

@@ -91,7 +91,7 @@ impl RiskReport {
     }
 }
 
-/// Column positions of the quasi-identifiers in the extract schema.
+/// Column positions of the quasi-identifiers in a schema.
 struct Layout {
     person_year: Vec<usize>,
     trajectory: Vec<usize>,
@@ -114,10 +114,10 @@ impl Layout {
 
 const NULL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Per-row value hashes of one column (nulls get [`NULL_HASH`]), seeded by the column position
-/// so equal text in two columns differs.
-fn column_hashes(column: &ArrayRef, position: usize) -> Result<Vec<u64>> {
-    let seed = foldhash::fast::FixedState::with_seed(position as u64);
+/// Per-row value hashes of one column (nulls get [`NULL_HASH`]), seeded by the column's place
+/// among the quasi-identifiers so equal text in two columns differs.
+fn column_hashes(column: &ArrayRef, seed: usize) -> Result<Vec<u64>> {
+    let seed = foldhash::fast::FixedState::with_seed(seed as u64);
     let hash_bytes = |bytes: &[u8]| {
         let mut h = seed.build_hasher();
         h.write(bytes);
@@ -127,15 +127,12 @@ fn column_hashes(column: &ArrayRef, position: usize) -> Result<Vec<u64>> {
     Ok(match column.data_type() {
         DataType::Utf8 => {
             let a = column.as_string::<i32>();
-            // Code columns hold few distinct values: hash each once.
-            let mut memo: FxHashMap<&str, u64> = FxHashMap::default();
             (0..rows)
                 .map(|r| {
                     if a.is_null(r) {
                         NULL_HASH
                     } else {
-                        let v = a.value(r);
-                        *memo.entry(v).or_insert_with(|| hash_bytes(v.as_bytes()))
+                        hash_bytes(a.value(r).as_bytes())
                     }
                 })
                 .collect()
@@ -153,6 +150,62 @@ fn column_hashes(column: &ArrayRef, position: usize) -> Result<Vec<u64>> {
                 .collect()
         }
         other => return Err(Error::RiskColumnType(format!("{other}"))),
+    })
+}
+
+/// The hashes of the columns at `positions`, each seeded by its place in that list.
+fn hashes_of(batch: &RecordBatch, positions: &[usize]) -> Result<Vec<Vec<u64>>> {
+    positions
+        .iter()
+        .enumerate()
+        .map(|(seed, &c)| column_hashes(batch.column(c), seed))
+        .collect()
+}
+
+/// One year of the population, hashed: its pseudonyms (ascending), and per row the hashes of
+/// the person-year and the trajectory quasi-identifiers.
+struct HashedYear {
+    year: i32,
+    pseudonyms: Vec<u32>,
+    person_year: Vec<Vec<u64>>,
+    trajectory: Vec<Vec<u64>>,
+}
+
+/// Codes and hashes the population year by year on a second thread, one year ahead of the
+/// caller, which counts; only the quasi-identifier columns are coded.
+fn for_each_population_year(
+    population: &CodedPopulation,
+    limits: &RiskLimits,
+    mut each: impl FnMut(HashedYear) -> Result<()>,
+) -> Result<()> {
+    let mut names = limits.quasi_identifiers.clone();
+    names.extend(limits.trajectory_quasi_identifiers.iter().cloned());
+    let columns = population.columns_of(&names);
+    let layout = Layout::new(limits, &columns.schema())?;
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<HashedYear>>(1);
+        scope.spawn(move || {
+            for year in population.years() {
+                let hashed = population
+                    .year_batch_of(year, None, &columns)
+                    .and_then(|batch| {
+                        Ok(HashedYear {
+                            year,
+                            pseudonyms: pseudonyms(&batch),
+                            person_year: hashes_of(&batch, &layout.person_year)?,
+                            trajectory: hashes_of(&batch, &layout.trajectory)?,
+                        })
+                    });
+                let failed = hashed.is_err();
+                if send.send(hashed).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for hashed in receive {
+            each(hashed?)?;
+        }
+        Ok(())
     })
 }
 
@@ -287,11 +340,7 @@ fn judge(
     }
     let layout = Layout::new(limits, &delivered.schema())?;
     let full: u32 = (1u32 << layout.person_year.len()) - 1;
-    let delivered_hashes: Vec<Vec<u64>> = layout
-        .person_year
-        .iter()
-        .map(|&c| column_hashes(delivered.column(c), c))
-        .collect::<Result<_>>()?;
+    let delivered_hashes = hashes_of(delivered, &layout.person_year)?;
     let delivered_pseudonyms = pseudonyms(delivered);
     let by_year = rows_by_year(delivered);
 
@@ -299,35 +348,22 @@ fn judge(
     let mut population_person_years = 0u64;
     let mut known = vec![full; delivered.num_rows()];
     let mut person_years = Tally::default();
-    for year in population.years() {
-        let batch = population.year_batch(year, None)?;
-        population_person_years += batch.num_rows() as u64;
-        let year_pseudonyms = pseudonyms(&batch);
+    for_each_population_year(population, limits, |hashed| {
+        let year = hashed.year;
+        population_person_years += hashed.pseudonyms.len() as u64;
         // Trajectories: an order-free sum of (year, values) hashes per person.
-        let trajectory_hashes: Vec<Vec<u64>> = layout
-            .trajectory
-            .iter()
-            .map(|&c| column_hashes(batch.column(c), c))
-            .collect::<Result<_>>()?;
-        let all = (1u32 << trajectory_hashes.len()) - 1;
-        for (r, &p) in year_pseudonyms.iter().enumerate() {
-            let step = combine(&trajectory_hashes, all, r) ^ (year as u64).wrapping_mul(NULL_HASH);
+        let all = (1u32 << hashed.trajectory.len()) - 1;
+        for (r, &p) in hashed.pseudonyms.iter().enumerate() {
+            let step = combine(&hashed.trajectory, all, r) ^ (year as u64).wrapping_mul(NULL_HASH);
             trajectory[p as usize] =
                 trajectory[p as usize].wrapping_add(step.wrapping_mul(0xff51_afd7_ed55_8ccd));
         }
-        drop(trajectory_hashes);
-
         let mut year_population = YearPopulation {
-            hashes: layout
-                .person_year
-                .iter()
-                .map(|&c| column_hashes(batch.column(c), c))
-                .collect::<Result<_>>()?,
+            hashes: hashed.person_year,
             counts: FxHashMap::default(),
         };
-        drop(batch);
         for &row in by_year.get(&year).map_or(&[][..], |v| v) {
-            let Ok(at) = year_pseudonyms.binary_search(&delivered_pseudonyms[row]) else {
+            let Ok(at) = hashed.pseudonyms.binary_search(&delivered_pseudonyms[row]) else {
                 return Err(Error::NotInPopulation { year });
             };
             // Known = not blanked: null in the extract where the population has a value.
@@ -359,7 +395,8 @@ fn judge(
             known[row] = mask;
             person_years.add(f, limits.k);
         }
-    }
+        Ok(())
+    })?;
 
     // Trajectory classes over every population person with a qualifying year.
     let mut classes: FxHashMap<u64, u32> = FxHashMap::default();
@@ -459,7 +496,7 @@ pub fn suppress(
         for (r, b) in blank.iter().enumerate() {
             blanked_rows[r] |= b == Some(true);
         }
-        let (before, after) = information(&column_hashes(original, c)?, &blank);
+        let (before, after) = information(&column_hashes(original, i)?, &blank);
         entropy_before.insert(name.clone(), before);
         entropy_after.insert(name.clone(), after);
         let count = blank.true_count() as u64;

@@ -174,13 +174,14 @@ pub const UNKNOWN_COUNTRY: &str = "XU";
 pub const BELGIUM: &str = "BE";
 
 impl Country {
+    // Byte patterns rather than string equality: the rules ask these per person-year.
     pub fn is_belgian(&self) -> bool {
-        self.alpha2 == BELGIUM
+        matches!(self.alpha2.as_bytes(), [b'B', b'E'])
     }
 
     /// The "unknown" code, which counts as a missing value.
     pub fn is_unknown(&self) -> bool {
-        self.alpha2 == UNKNOWN_COUNTRY
+        matches!(self.alpha2.as_bytes(), [b'X', b'U'])
     }
 }
 
