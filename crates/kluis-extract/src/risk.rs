@@ -171,8 +171,9 @@ struct HashedYear {
     trajectory: Vec<Vec<u64>>,
 }
 
-/// Codes and hashes the population year by year on a second thread, one year ahead of the
-/// caller, which counts; only the quasi-identifier columns are coded.
+/// Codes and hashes the population's years on two threads while the caller counts; only the
+/// quasi-identifier columns are coded. Years arrive in any order (every use is per year or
+/// order-free).
 fn for_each_population_year(
     population: &CodedPopulation,
     limits: &RiskLimits,
@@ -182,26 +183,34 @@ fn for_each_population_year(
     names.extend(limits.trajectory_quasi_identifiers.iter().cloned());
     let columns = population.columns_of(&names);
     let layout = Layout::new(limits, &columns.schema())?;
+    let years: Vec<i32> = population.years().collect();
+    const PRODUCERS: usize = 2;
     std::thread::scope(|scope| {
-        let (send, receive) = std::sync::mpsc::sync_channel::<Result<HashedYear>>(1);
-        scope.spawn(move || {
-            for year in population.years() {
-                let hashed = population
-                    .year_batch_of(year, None, &columns)
-                    .and_then(|batch| {
-                        Ok(HashedYear {
-                            year,
-                            pseudonyms: pseudonyms(&batch),
-                            person_year: hashes_of(&batch, &layout.person_year)?,
-                            trajectory: hashes_of(&batch, &layout.trajectory)?,
-                        })
-                    });
-                let failed = hashed.is_err();
-                if send.send(hashed).is_err() || failed {
-                    return;
+        // A rendezvous channel: a hashed year (a few hundred MB at full scale) waits for the
+        // counter instead of piling up.
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<HashedYear>>(0);
+        for producer in 0..PRODUCERS {
+            let (send, columns, layout, years) = (send.clone(), &columns, &layout, &years);
+            scope.spawn(move || {
+                for &year in years.iter().skip(producer).step_by(PRODUCERS) {
+                    let hashed = population
+                        .year_batch_of(year, None, columns)
+                        .and_then(|batch| {
+                            Ok(HashedYear {
+                                year,
+                                pseudonyms: pseudonyms(&batch),
+                                person_year: hashes_of(&batch, &layout.person_year)?,
+                                trajectory: hashes_of(&batch, &layout.trajectory)?,
+                            })
+                        });
+                    let failed = hashed.is_err();
+                    if send.send(hashed).is_err() || failed {
+                        return;
+                    }
                 }
-            }
-        });
+            });
+        }
+        drop(send);
         for hashed in receive {
             each(hashed?)?;
         }
@@ -347,7 +356,7 @@ fn judge(
     let mut trajectory = vec![0u64; population.persons() + 1];
     let mut population_person_years = 0u64;
     let mut known = vec![full; delivered.num_rows()];
-    let mut person_years = Tally::default();
+    let mut frequency = vec![0u32; delivered.num_rows()];
     for_each_population_year(population, limits, |hashed| {
         let year = hashed.year;
         population_person_years += hashed.pseudonyms.len() as u64;
@@ -393,10 +402,16 @@ fn judge(
                 (mask, f) = best;
             }
             known[row] = mask;
-            person_years.add(f, limits.k);
+            frequency[row] = f;
         }
         Ok(())
     })?;
+
+    // Summed in row order, so the figures do not depend on the order years were counted in.
+    let mut person_years = Tally::default();
+    for f in frequency {
+        person_years.add(f, limits.k);
+    }
 
     // Trajectory classes over every population person with a qualifying year.
     let mut classes: FxHashMap<u64, u32> = FxHashMap::default();
