@@ -128,13 +128,13 @@ impl Parts {
         let schema = kluis_model::schema::person_years_schema();
         let path = self.dir.join(year_dir(year)).join(part_name(0));
         check_schema(&path, "person_years", &schema, batch)?;
-        if !self.years.contains_key(&year) {
-            self.years.insert(year, FileWriter::create(path, schema)?);
-        }
-        self.years
-            .get_mut(&year)
-            .expect("just created")
-            .write(batch)
+        let file = match self.years.entry(year) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(FileWriter::create(path, schema)?)
+            }
+        };
+        file.write(batch)
     }
 
     fn merge(&mut self, other: Parts) {

@@ -217,13 +217,14 @@ impl Lookups {
         field: &'static str,
         bytes: &[u8],
     ) -> Result<&'static EmployerType, Problem> {
-        let known: Vec<String> = self
-            .employer_types
-            .iter()
-            .flatten()
-            .map(|t| t.code.to_string())
-            .collect();
+        // Built only for a bad value: this runs for every person-year.
         let bad = || {
+            let known: Vec<String> = self
+                .employer_types
+                .iter()
+                .flatten()
+                .map(|t| t.code.to_string())
+                .collect();
             problem(
                 field,
                 bytes,
