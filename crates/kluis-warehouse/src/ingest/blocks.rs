@@ -11,7 +11,7 @@
 //! line break each (the header is line 1; blank lines count).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -57,32 +57,12 @@ where
     M: FnMut(T) -> Result<(), IngestError>,
 {
     let file_error = |e: std::io::Error| IngestError::file(path, e.to_string());
+    // Read as a stream (no seeking), so a pipe works too.
     let mut file = File::open(path).map_err(file_error)?;
-    let (header, header_bytes) = {
-        let mut reader = csv_reader(std::io::BufReader::new(&file));
-        let mut record = csv::ByteRecord::new();
-        reader
-            .read_byte_record(&mut record)
-            .map_err(|e| IngestError::file(path, format!("cannot read the header line: {e}")))?;
-        (header_names(&record), reader.position().byte())
-    };
+    let (header, start_line, rest) = read_header(&mut file)
+        .map_err(|e| IngestError::file(path, format!("cannot read the header line: {e}")))?;
     let map = column_map(path, &header, columns)?;
     let width = header.len();
-    // The header's bytes, and the next one: a `\n` after a `\r` that ended the header is its
-    // line break too.
-    file.seek(SeekFrom::Start(0)).map_err(file_error)?;
-    let mut head = Vec::new();
-    (&mut file)
-        .take(header_bytes + 1)
-        .read_to_end(&mut head)
-        .map_err(file_error)?;
-    let mut start_byte = header_bytes as usize;
-    if head.get(start_byte) == Some(&b'\n') && start_byte > 0 && head[start_byte - 1] == b'\r' {
-        start_byte += 1;
-    }
-    let start_line = 1 + line_breaks(&head[..start_byte.min(head.len())]);
-    file.seek(SeekFrom::Start(start_byte as u64))
-        .map_err(file_error)?;
 
     let workers = workers.max(1);
     let (work_tx, work_rx) = sync_channel::<(Block, SyncSender<BlockResult<T>>)>(workers);
@@ -110,7 +90,7 @@ where
             });
         }
         scope.spawn(move || {
-            let sent = cut_blocks(&mut file, start_line, block_bytes, |block| {
+            let sent = cut_blocks(&mut file, rest, start_line, block_bytes, |block| {
                 let (done_tx, done_rx) = sync_channel(1);
                 work_tx.send((block, done_tx)).is_ok() && order_tx.send(done_rx).is_ok()
             });
@@ -132,15 +112,43 @@ where
 
 type BlockResult<T> = Result<Vec<T>, IngestError>;
 
-/// Reads `input` to its end as blocks of whole records (at least `block_bytes` long unless at the
-/// end) and passes them to `send` until it returns false.
+/// Reads the header record from the start of `input`: its names, the line the data starts on,
+/// and the bytes read after the header.
+fn read_header(input: &mut impl Read) -> Result<(Vec<String>, u64, Vec<u8>), csv::Error> {
+    let mut head = Vec::new();
+    let mut want = 64 << 10;
+    loop {
+        let target = head.len().max(want);
+        input
+            .by_ref()
+            .take((target - head.len()) as u64)
+            .read_to_end(&mut head)?;
+        let at_end = head.len() < target;
+        let mut reader = csv_reader(head.as_slice());
+        let mut record = csv::ByteRecord::new();
+        reader.read_byte_record(&mut record)?;
+        let mut end = reader.position().byte() as usize;
+        // Whole when something follows it (a `\n` after its `\r` is part of its line break).
+        if end < head.len() || at_end {
+            if end > 0 && head[end - 1] == b'\r' && head.get(end) == Some(&b'\n') {
+                end += 1;
+            }
+            let line = 1 + line_breaks(&head[..end]);
+            return Ok((header_names(&record), line, head.split_off(end)));
+        }
+        want = target * 2;
+    }
+}
+
+/// Reads `carry` and then `input` to its end as blocks of whole records (at least `block_bytes`
+/// long unless at the end) and passes them to `send` until it returns false.
 fn cut_blocks(
     input: &mut impl Read,
+    mut carry: Vec<u8>,
     first_line: u64,
     block_bytes: usize,
     mut send: impl FnMut(Block) -> bool,
 ) -> std::io::Result<()> {
-    let mut carry = Vec::new();
     let mut line = first_line;
     let mut want = block_bytes.max(1);
     loop {
