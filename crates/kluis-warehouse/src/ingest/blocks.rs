@@ -160,10 +160,11 @@ fn cut_blocks(
             .take((target - bytes.len()) as u64)
             .read_to_end(&mut bytes)?;
         let at_end = bytes.len() < target;
+        let scan = Scan::of(&bytes);
         let cut = if at_end {
             bytes.len()
         } else {
-            match last_record_start(&bytes) {
+            match last_record_start(&bytes, scan.quote) {
                 Some(cut) => cut,
                 None => {
                     // One record longer than the block: read on until it ends.
@@ -179,12 +180,16 @@ fn cut_blocks(
         if bytes.is_empty() {
             return Ok(());
         }
-        let lines = line_breaks(&bytes);
-        let plain = !bytes.contains(&b'"');
+        let lines = if scan.cr {
+            line_breaks(&bytes)
+        } else {
+            scan.newlines - newlines(&carry)
+        };
+        // A quote in the carried part only makes the block take the slower, general reader.
         if !send(Block {
             first_line: line,
             bytes,
-            plain,
+            plain: !scan.quote,
         }) {
             return Ok(());
         }
@@ -195,9 +200,41 @@ fn cut_blocks(
     }
 }
 
+/// What one pass over a block finds.
+struct Scan {
+    newlines: u64,
+    quote: bool,
+    cr: bool,
+}
+
+impl Scan {
+    fn of(bytes: &[u8]) -> Scan {
+        // Branch-free, so the compiler makes it a vector loop.
+        let (mut newlines, mut quote, mut cr) = (0u64, 0u8, 0u8);
+        for chunk in bytes.chunks(255) {
+            let mut n = 0u8;
+            for &b in chunk {
+                n += u8::from(b == b'\n');
+                quote |= u8::from(b == b'"');
+                cr |= u8::from(b == b'\r');
+            }
+            newlines += u64::from(n);
+        }
+        Scan {
+            newlines,
+            quote: quote != 0,
+            cr: cr != 0,
+        }
+    }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
 /// The number of line breaks in `bytes`: `\n`, `\r\n` and a lone `\r` count one each.
 fn line_breaks(bytes: &[u8]) -> u64 {
-    let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+    let newlines = newlines(bytes);
     if !bytes.contains(&b'\r') {
         return newlines;
     }
@@ -211,9 +248,9 @@ fn line_breaks(bytes: &[u8]) -> u64 {
 
 /// Where the last record of `bytes` (which starts at a record) starts, when it is not the first:
 /// everything before it is whole records, the last one may be cut short. Never between a `\r`
-/// and a `\n`.
-fn last_record_start(bytes: &[u8]) -> Option<usize> {
-    if !bytes.contains(&b'"') {
+/// and a `\n`. `quote`: whether `bytes` holds a quote character.
+fn last_record_start(bytes: &[u8], quote: bool) -> Option<usize> {
+    if !quote {
         // No quoting: every line break ends a record.
         if let Some(at) = bytes.iter().rposition(|b| *b == b'\n') {
             return Some(at + 1);
