@@ -71,35 +71,41 @@ where
     // of the one being merged.
     let (order_tx, order_rx) = sync_channel::<Receiver<BlockResult<T>>>(workers * 2);
     std::thread::scope(|scope| {
-        for _ in 0..workers {
+        for i in 0..workers {
             let (work_rx, map) = (&work_rx, &map);
-            scope.spawn(move || {
-                loop {
-                    let job = work_rx.lock().expect("no worker panics holding it").recv();
-                    let Ok((block, done)) = job else { return };
-                    let mut rows = Vec::with_capacity(block.bytes.len() / 40);
-                    let mut state = S::default();
-                    let result = parse_block(&block, map, width, |location, row| {
-                        rows.push(check(&mut state, location, row))
-                    })
-                    .map(|()| rows)
-                    .map_err(|e| IngestError::file(path, format!("unreadable CSV: {e}")));
-                    // The receiver is gone only when the caller stopped early.
-                    let _ = done.send(result);
-                }
-            });
+            let thread = std::thread::Builder::new().name(format!("ingest-check-{i}"));
+            thread
+                .spawn_scoped(scope, move || {
+                    loop {
+                        let job = work_rx.lock().expect("no worker panics holding it").recv();
+                        let Ok((block, done)) = job else { return };
+                        let mut rows = Vec::with_capacity(block.bytes.len() / 40);
+                        let mut state = S::default();
+                        let result = parse_block(&block, map, width, |location, row| {
+                            rows.push(check(&mut state, location, row))
+                        })
+                        .map(|()| rows)
+                        .map_err(|e| IngestError::file(path, format!("unreadable CSV: {e}")));
+                        // The receiver is gone only when the caller stopped early.
+                        let _ = done.send(result);
+                    }
+                })
+                .expect("spawn an ingest thread");
         }
-        scope.spawn(move || {
-            let sent = cut_blocks(&mut file, rest, start_line, block_bytes, |block| {
-                let (done_tx, done_rx) = sync_channel(1);
-                work_tx.send((block, done_tx)).is_ok() && order_tx.send(done_rx).is_ok()
-            });
-            if let Err(e) = sent {
-                let (done_tx, done_rx) = sync_channel(1);
-                let _ = done_tx.send(Err(file_error(e)));
-                let _ = order_tx.send(done_rx);
-            }
-        });
+        let thread = std::thread::Builder::new().name("ingest-read".into());
+        thread
+            .spawn_scoped(scope, move || {
+                let sent = cut_blocks(&mut file, rest, start_line, block_bytes, |block| {
+                    let (done_tx, done_rx) = sync_channel(1);
+                    work_tx.send((block, done_tx)).is_ok() && order_tx.send(done_rx).is_ok()
+                });
+                if let Err(e) = sent {
+                    let (done_tx, done_rx) = sync_channel(1);
+                    let _ = done_tx.send(Err(file_error(e)));
+                    let _ = order_tx.send(done_rx);
+                }
+            })
+            .expect("spawn an ingest thread");
         for done in order_rx {
             let rows = done.recv().expect("a worker sends every block's result")?;
             for row in rows {
@@ -152,7 +158,8 @@ fn cut_blocks(
     let mut line = first_line;
     let mut want = block_bytes.max(1);
     loop {
-        let mut bytes = Vec::with_capacity(want.max(carry.len()));
+        // Reserved up front for the usual size only; a longer block grows as it is read.
+        let mut bytes = Vec::with_capacity(want.min(BLOCK_BYTES).max(carry.len()));
         bytes.append(&mut carry);
         let target = want.max(bytes.len());
         input

@@ -9,6 +9,8 @@
 mod blocks;
 mod check;
 mod source;
+#[cfg(test)]
+mod tests;
 
 use std::collections::hash_map::Entry;
 use std::fmt;
