@@ -20,7 +20,9 @@ if [ ! -x /usr/bin/time ]; then
 fi
 echo "== building kluis (release)"
 (cd "$ROOT" && cargo build --release -p kluis --quiet)
-BIN="$TARGET/release/kluis"
+# A private copy: a build into the same target directory during the run cannot swap it.
+cp "$TARGET/release/kluis" "$WORK/kluis"
+BIN="$WORK/kluis"
 
 echo "== installing the pandas baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
