@@ -26,7 +26,8 @@ BIN="$WORK/kluis"
 
 echo "== installing the pandas baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade pandas
+# Pinned: the venv is shared with the other benchmarks, whose baselines (acro, pycanon) need it.
+"$VENV/bin/pip" install --quiet "pandas==2.3.3"
 
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%.0f MiB", $2/1024}' "$1"; }
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1"; }
