@@ -20,11 +20,14 @@ if [ ! -x /usr/bin/time ]; then
 fi
 echo "== building kluis (release)"
 (cd "$ROOT" && cargo build --release -p kluis --quiet)
-BIN="$TARGET/release/kluis"
+# A private copy: a build into the same target directory during the run cannot swap it.
+cp "$TARGET/release/kluis" "$WORK/kluis"
+BIN="$WORK/kluis"
 
 echo "== installing the pandas baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade pandas
+# Pinned: the venv is shared with the other benchmarks, whose baselines (acro, pycanon) need it.
+"$VENV/bin/pip" install --quiet "pandas==2.3.3"
 
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%.0f MiB", $2/1024}' "$1"; }
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1"; }

@@ -444,7 +444,7 @@ impl Calibration {
             let known = kluis_model::codelists::employer_type(t.code)
                 .ok_or_else(|| format!("employer type {}: not in employer_types.csv", t.code))?;
             share += t.share;
-            for (code, _) in &t.statuut {
+            for code in t.statuut.keys() {
                 let s = code
                     .parse::<u8>()
                     .ok()

@@ -31,7 +31,7 @@ impl Categorical {
     pub fn new(weights: &[f64]) -> Result<Categorical, String> {
         let total: f64 = weights.iter().sum();
         if weights.is_empty()
-            || !(total > 0.0)
+            || total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || weights.iter().any(|w| *w < 0.0 || !w.is_finite())
         {
             return Err(format!("weights {weights:?} cannot be drawn from"));
@@ -57,10 +57,6 @@ impl Categorical {
     /// The probability of index `i`.
     pub fn probability(&self, i: usize) -> f64 {
         self.cumulative[i] - if i == 0 { 0.0 } else { self.cumulative[i - 1] }
-    }
-
-    pub fn len(&self) -> usize {
-        self.cumulative.len()
     }
 }
 

@@ -298,8 +298,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<44} {:>5} {:>15} {:>12} {:>9} {:>9}  {}",
-            "target", "year", "target", "achieved", "diff", "tol", "result"
+            "{:<44} {:>5} {:>15} {:>12} {:>9} {:>9}  result",
+            "target", "year", "target", "achieved", "diff", "tol"
         );
         let fmt = |unit: &str, v: f64| {
             if unit == "count" {

@@ -326,6 +326,7 @@ fn export_and_ingest_give_identical_tables() {
         person_years: summary.person_years_file.clone(),
         warehouse: reloaded.clone(),
         load_good_rows: false,
+        check_threads: 2,
         writer_threads: 2,
     };
     let mut problems = Vec::new();

@@ -28,6 +28,10 @@ pub fn writer_properties() -> WriterProperties {
         // INSZ values are (nearly) unique: a dictionary would only be built to be thrown away.
         .set_column_dictionary_enabled(ColumnPath::from(kluis_model::schema::persons::INSZ), false)
         .set_max_row_group_row_count(Some(1 << 20))
+        // Values go to the encoders 8,192 at a time rather than 1,024: an eighth of the per-batch
+        // work (writing is the largest part of an ingest), pages of at most ~28,000 rows instead
+        // of ~21,000.
+        .set_write_batch_size(8192)
         .build()
 }
 
@@ -128,13 +132,13 @@ impl Parts {
         let schema = kluis_model::schema::person_years_schema();
         let path = self.dir.join(year_dir(year)).join(part_name(0));
         check_schema(&path, "person_years", &schema, batch)?;
-        if !self.years.contains_key(&year) {
-            self.years.insert(year, FileWriter::create(path, schema)?);
-        }
-        self.years
-            .get_mut(&year)
-            .expect("just created")
-            .write(batch)
+        let file = match self.years.entry(year) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(FileWriter::create(path, schema)?)
+            }
+        };
+        file.write(batch)
     }
 
     fn merge(&mut self, other: Parts) {

@@ -80,6 +80,7 @@ fn run(
         person_years: years.to_owned(),
         warehouse: warehouse.to_owned(),
         load_good_rows,
+        check_threads: 2,
         writer_threads: 2,
     };
     let result = ingest(&options, &mut |r| rejections.push(r.clone()));

@@ -64,6 +64,15 @@ pub fn insz(field: &'static str, bytes: &[u8]) -> Result<InszInfo, Problem> {
             "missing; every row needs its INSZ (11 digits)".into(),
         ));
     }
+    // The usual form, 11 bare digits, read directly: this runs for every row.
+    if let Ok(digits) = <&[u8; 11]>::try_from(bytes)
+        && digits.iter().all(u8::is_ascii_digit)
+    {
+        let value = digits
+            .iter()
+            .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+        return Insz::from_u64(value).map_err(|e| hidden(insz_reason(&e)));
+    }
     let text =
         std::str::from_utf8(bytes).map_err(|_| hidden(insz_reason(&InszError::NonDigit('?'))))?;
     Insz::parse(text).map_err(|e| hidden(insz_reason(&e)))
@@ -217,13 +226,14 @@ impl Lookups {
         field: &'static str,
         bytes: &[u8],
     ) -> Result<&'static EmployerType, Problem> {
-        let known: Vec<String> = self
-            .employer_types
-            .iter()
-            .flatten()
-            .map(|t| t.code.to_string())
-            .collect();
+        // Built only for a bad value: this runs for every person-year.
         let bad = || {
+            let known: Vec<String> = self
+                .employer_types
+                .iter()
+                .flatten()
+                .map(|t| t.code.to_string())
+                .collect();
             problem(
                 field,
                 bytes,

@@ -6,23 +6,29 @@
 //! Without `load_good_rows`, one bad row refuses the whole load and the previous warehouse stays
 //! as it was; with it, the bad rows are left out (and reported) and the rest is loaded.
 
+mod blocks;
 mod check;
 mod source;
+#[cfg(test)]
+mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use rustc_hash::FxHashMap;
 
 use crate::error::Error;
 use crate::layout::{Manifest, Source};
 use crate::write::{BackgroundWriter, WarehouseWriter};
 use check::{Lookups, Problem, problem};
 use kluis_model::schema::{person_years as py, persons as p};
-use source::{Fields, Row, for_each_row};
+use source::{Fields, Row};
+
+/// INSZ numbers are structured (date, serial, check digits), so the hash must mix well; a fixed
+/// seed keeps runs reproducible.
+type KeyMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Person-years must fall in these years.
 pub const MIN_YEAR: i32 = 1950;
@@ -121,7 +127,9 @@ pub struct IngestOptions {
     pub warehouse: PathBuf,
     /// Leave bad rows out and load the rest (they are still reported).
     pub load_good_rows: bool,
-    /// Threads encoding Parquet beside the one reading and checking.
+    /// Threads checking the rows of CSV files (Parquet files are checked on one).
+    pub check_threads: usize,
+    /// Threads encoding Parquet beside the ones reading and checking.
     pub writer_threads: usize,
 }
 
@@ -140,6 +148,45 @@ pub struct IngestSummary {
 struct Person {
     index: u32,
     birth_year: i32,
+}
+
+/// The accepted persons, by INSZ and in file order.
+///
+/// Person-years usually come grouped by year in the persons' order, or grouped by person, so a
+/// lookup first looks at the few persons after the last one found: a walk through memory instead
+/// of a probe into a table of millions, which costs a cache miss per row.
+struct PersonIndex {
+    map: KeyMap<u64, u32>,
+    insz: Vec<u64>,
+    birth_year: Vec<i32>,
+}
+
+impl PersonIndex {
+    fn with_capacity(n: usize) -> PersonIndex {
+        PersonIndex {
+            map: KeyMap::with_capacity_and_hasher(n, Default::default()),
+            insz: Vec::with_capacity(n),
+            birth_year: Vec::with_capacity(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.insz.len()
+    }
+
+    /// Finds a person, looking first just after `cursor` (the last one this caller found).
+    fn find(&self, key: u64, cursor: &mut usize) -> Option<Person> {
+        let near = *cursor..(*cursor + 8).min(self.insz.len());
+        let index = match self.insz[near.clone()].iter().position(|k| *k == key) {
+            Some(offset) => near.start + offset,
+            None => *self.map.get(&key)? as usize,
+        };
+        *cursor = index + 1;
+        Some(Person {
+            index: index as u32,
+            birth_year: self.birth_year[index],
+        })
+    }
 }
 
 struct PersonRow {
@@ -172,8 +219,14 @@ fn take<T>(result: Result<T, Problem>, problems: &mut Vec<Problem>) -> Option<T>
     result.map_err(|p| problems.push(p)).ok()
 }
 
-fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<PersonRow> {
+/// The row when every field is good, and the INSZ whenever it is valid.
+fn check_person(
+    l: &Lookups,
+    f: &Fields,
+    problems: &mut Vec<Problem>,
+) -> (Option<u64>, Option<PersonRow>) {
     let info = take(check::insz(p::INSZ, f[0]), problems);
+    let key = info.map(|i| i.insz.value());
     let sex = take(
         match f[1] {
             b"M" => Ok("M"),
@@ -310,25 +363,34 @@ fn check_person(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<
         }
     }
     if !problems.is_empty() {
-        return None;
+        return (key, None);
     }
-    Some(PersonRow {
-        insz: info?.insz.value(),
-        sex: sex?,
-        birth_date: birth?,
-        country_of_birth: country_of_birth?,
-        first: first?,
-        father: father?,
-        mother: mother?,
-        registration: registration?,
-        naturalisation: naturalisation?,
-        education: education?,
-        study_field: study_field?,
-    })
+    let row = || {
+        Some(PersonRow {
+            insz: key?,
+            sex: sex?,
+            birth_date: birth?,
+            country_of_birth: country_of_birth?,
+            first: first?,
+            father: father?,
+            mother: mother?,
+            registration: registration?,
+            naturalisation: naturalisation?,
+            education: education?,
+            study_field: study_field?,
+        })
+    };
+    (key, row())
 }
 
-fn check_year_row(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Option<YearRow> {
+/// The row when every field is good, and the INSZ whenever it is valid.
+fn check_year_row(
+    l: &Lookups,
+    f: &Fields,
+    problems: &mut Vec<Problem>,
+) -> (Option<u64>, Option<YearRow>) {
     let info = take(check::insz(py::INSZ, f[0]), problems);
+    let key = info.map(|i| i.insz.value());
     let year = take(
         match check::int(py::YEAR, f[1], "a year") {
             Ok(y) if (i64::from(MIN_YEAR)..=i64::from(MAX_YEAR)).contains(&y) => Ok(y as i32),
@@ -376,18 +438,21 @@ fn check_year_row(l: &Lookups, f: &Fields, problems: &mut Vec<Problem>) -> Optio
         ));
     }
     if !problems.is_empty() {
-        return None;
+        return (key, None);
     }
-    Some(YearRow {
-        insz: info?.insz.value(),
-        year: year?,
-        region: region?,
-        nationality: nationality?,
-        employer_id: employer_id?,
-        employer_type: i32::from(employer_type?.code),
-        statuut: i32::from(statuut?.code),
-        nace: nace?,
-    })
+    let row = || {
+        Some(YearRow {
+            insz: key?,
+            year: year?,
+            region: region?,
+            nationality: nationality?,
+            employer_id: employer_id?,
+            employer_type: i32::from(employer_type?.code),
+            statuut: i32::from(statuut?.code),
+            nace: nace?,
+        })
+    };
+    (key, row())
 }
 
 #[derive(Default)]
@@ -541,11 +606,303 @@ impl Output {
     }
 }
 
+/// One row as checked by a worker: where it is, what passed, and its problems so far.
+struct Checked<T> {
+    location: Location,
+    row: Option<T>,
+    problems: Vec<Problem>,
+}
+
+/// A whole-row problem: the CSV line has the wrong number of fields.
+fn shape_problem(found: usize, expected: usize) -> Problem {
+    Problem {
+        field: "row",
+        value: None,
+        reason: format!("has {found} fields, the header has {expected}"),
+    }
+}
+
+/// A persons row checked on its own; `key` is its INSZ whenever that is valid.
+struct PersonChecked {
+    key: Option<u64>,
+    checked: Checked<PersonRow>,
+}
+
+fn check_person_row(lookups: &Lookups, location: Location, row: Row) -> PersonChecked {
+    let mut problems = Vec::new();
+    let (key, row) = match row {
+        Row::Fields(fields) => check_person(lookups, fields, &mut problems),
+        Row::Shape { found, expected } => {
+            problems.push(shape_problem(found, expected));
+            (None, None)
+        }
+    };
+    PersonChecked {
+        key,
+        checked: Checked {
+            location,
+            row,
+            problems,
+        },
+    }
+}
+
+/// The persons in file order: duplicates, the index person-years are checked against, the rows
+/// written and the reports.
+struct PersonsSink {
+    file: String,
+    index: PersonIndex,
+    /// Where each accepted person's row is, to name it when a duplicate comes.
+    rows: Vec<Location>,
+    /// Where each rejected INSZ was first seen.
+    rejected: KeyMap<u64, Location>,
+    buf: PersonsBuf,
+}
+
+impl PersonsSink {
+    fn row(
+        &mut self,
+        person: PersonChecked,
+        out: &mut Output,
+        report: &mut Reporter,
+    ) -> Result<(), IngestError> {
+        let PersonChecked {
+            key,
+            checked:
+                Checked {
+                    location,
+                    row,
+                    mut problems,
+                },
+        } = person;
+        // A duplicate is recognised by its INSZ even when other fields are bad; a row is a
+        // duplicate of the first row with its INSZ, accepted or not.
+        if let Some(key) = key {
+            let earlier = match self.index.map.entry(key) {
+                Entry::Occupied(e) => Some(self.rows[*e.get() as usize]),
+                Entry::Vacant(e) => match (self.rejected.get(&key), row) {
+                    (Some(earlier), _) => Some(*earlier),
+                    (None, Some(row)) if problems.is_empty() => {
+                        let index = u32::try_from(self.index.insz.len())
+                            .expect("fewer than 4 billion persons");
+                        e.insert(index);
+                        self.index.insz.push(key);
+                        self.index
+                            .birth_year
+                            .push(crate::dates::year_of(row.birth_date));
+                        self.rows.push(location);
+                        self.buf.push(row);
+                        if self.buf.insz.len() >= BATCH {
+                            out.send_persons(self.buf.take_batch())?;
+                        }
+                        return Ok(());
+                    }
+                    (None, _) => None,
+                },
+            };
+            if let Some(earlier) = earlier {
+                problems.push(Problem {
+                    field: p::INSZ,
+                    value: None,
+                    reason: format!(
+                        "duplicate person: {earlier} has the same INSZ; one row per person"
+                    ),
+                });
+            }
+            self.rejected.entry(key).or_insert(location);
+        }
+        report.row(&self.file, location, &mut problems);
+        out.bad_row();
+        Ok(())
+    }
+
+    /// Writes the last rows; the index of the accepted persons.
+    fn finish(
+        mut self,
+        out: &mut Output,
+    ) -> Result<(PersonIndex, KeyMap<u64, Location>), IngestError> {
+        if !self.buf.insz.is_empty() {
+            out.send_persons(self.buf.take_batch())?;
+        }
+        Ok((self.index, self.rejected))
+    }
+}
+
+/// What a person-year row is checked against, shared by the threads that check rows.
+struct YearCheck<'a> {
+    lookups: &'a Lookups,
+    persons: &'a PersonIndex,
+    rejected_persons: &'a KeyMap<u64, Location>,
+    persons_file: &'a str,
+}
+
+/// A person-year that passed every check of its own row, with its person's position.
+type YearChecked = Checked<(YearRow, u32)>;
+
+impl YearCheck<'_> {
+    /// Checks one row: its fields, its person, the person's age. Duplicates across rows are
+    /// checked in file order by [`YearSink`]. `cursor` speeds up finding the person.
+    fn check(&self, cursor: &mut usize, location: Location, row: Row) -> YearChecked {
+        let mut problems = Vec::new();
+        let row = match row {
+            Row::Fields(fields) => self.fields(fields, cursor, &mut problems),
+            Row::Shape { found, expected } => {
+                problems.push(shape_problem(found, expected));
+                None
+            }
+        };
+        Checked {
+            location,
+            row,
+            problems,
+        }
+    }
+
+    fn fields(
+        &self,
+        fields: &Fields,
+        cursor: &mut usize,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(YearRow, u32)> {
+        let (key, checked) = check_year_row(self.lookups, fields, problems);
+        // The person must exist; this needs only a valid INSZ.
+        let Some(person) = self.persons.find(key?, cursor) else {
+            problems.push(Problem {
+                field: py::INSZ,
+                value: None,
+                reason: match self.rejected_persons.get(&key?) {
+                    Some(at) => format!("its person ({} {at}) was rejected", self.persons_file),
+                    None => format!("no person in {} has this INSZ", self.persons_file),
+                },
+            });
+            return None;
+        };
+        let row = checked?;
+        let age = row.year - person.birth_year;
+        if !(MIN_AGE..=MAX_AGE).contains(&age) {
+            problems.push(problem(
+                py::YEAR,
+                fields[1],
+                format!(
+                    "the person is {age} in this year (by birth year); accepted ages are {MIN_AGE}-{MAX_AGE}"
+                ),
+            ));
+            return None;
+        }
+        Some((row, person.index))
+    }
+}
+
+/// Checked person-years in file order: one row per person and year (one bit per person and
+/// year), the rows written per year, and the reports.
+struct YearSink {
+    file: String,
+    words: usize,
+    /// Per year from `MIN_YEAR`: the persons seen, and the rows not yet written.
+    seen: Vec<Vec<u64>>,
+    buffers: Vec<YearBuf>,
+}
+
+impl YearSink {
+    fn new(file: String, persons: usize) -> YearSink {
+        let years = (MAX_YEAR - MIN_YEAR + 1) as usize;
+        YearSink {
+            file,
+            words: persons.div_ceil(64),
+            seen: vec![Vec::new(); years],
+            buffers: (0..years).map(|_| YearBuf::default()).collect(),
+        }
+    }
+
+    fn row(
+        &mut self,
+        checked: YearChecked,
+        out: &mut Output,
+        report: &mut Reporter,
+    ) -> Result<(), IngestError> {
+        let Checked {
+            location,
+            row,
+            mut problems,
+        } = checked;
+        if let Some((row, person)) = row {
+            let slot = (row.year - MIN_YEAR) as usize;
+            let bits = &mut self.seen[slot];
+            if bits.is_empty() {
+                bits.resize(self.words, 0);
+            }
+            let (word, bit) = (person as usize / 64, person % 64);
+            if bits[word] & (1 << bit) == 0 {
+                bits[word] |= 1 << bit;
+                let buf = &mut self.buffers[slot];
+                buf.push(&row);
+                if buf.insz.len() >= BATCH {
+                    let batch = buf.take_batch(row.year);
+                    out.send_year(row.year, batch)?;
+                }
+                return Ok(());
+            }
+            problems.push(Problem {
+                field: py::YEAR,
+                value: Some(row.year.to_string()),
+                reason: "duplicate person-year: an earlier row has the same person and year; one row per person and year".into(),
+            });
+        }
+        report.row(&self.file, location, &mut problems);
+        out.bad_row();
+        Ok(())
+    }
+
+    /// Writes the rows still buffered.
+    fn finish(self, out: &mut Output) -> Result<(), IngestError> {
+        for (year, mut buf) in (MIN_YEAR..).zip(self.buffers) {
+            if !buf.insz.is_empty() {
+                out.send_year(year, buf.take_batch(year))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks every row of `path` with `check` and passes the results to `merge` in file order: a
+/// CSV file on `threads` threads, a Parquet file on this one.
+fn each_row<S, T, C, M>(
+    path: &Path,
+    columns: &[&str],
+    threads: usize,
+    block_bytes: usize,
+    check: &C,
+    mut merge: M,
+) -> Result<(), IngestError>
+where
+    S: Default,
+    T: Send,
+    C: Fn(&mut S, Location, Row) -> T + Sync,
+    M: FnMut(T) -> Result<(), IngestError>,
+{
+    if source::is_csv(path)? {
+        blocks::check_rows(path, columns, threads, block_bytes, check, merge)
+    } else {
+        let mut state = S::default();
+        source::parquet_rows(path, columns, |location, row| {
+            merge(check(&mut state, location, row))
+        })
+    }
+}
+
 /// Checks and loads `options.persons` and `options.person_years` into a new warehouse at
 /// `options.warehouse`, replacing the previous one only when everything went well. Every problem
-/// goes to `on_reject` as it is found.
+/// goes to `on_reject` as it is found, in file order.
 pub fn ingest(
     options: &IngestOptions,
+    on_reject: &mut dyn FnMut(&Rejection),
+) -> Result<IngestSummary, IngestError> {
+    ingest_in_blocks(options, blocks::BLOCK_BYTES, on_reject)
+}
+
+fn ingest_in_blocks(
+    options: &IngestOptions,
+    block_bytes: usize,
     on_reject: &mut dyn FnMut(&Rejection),
 ) -> Result<IngestSummary, IngestError> {
     let lookups = Lookups::new();
@@ -559,157 +916,53 @@ pub fn ingest(
         rows: 0,
         problems: 0,
     };
-    let mut problems = Vec::new();
+    let threads = options.check_threads;
 
     // Persons first: person-years are checked against them.
-    let persons_name = display_name(&options.persons);
-    let mut persons: FxHashMap<u64, Person> = FxHashMap::default();
-    // Where each INSZ was first seen (accepted or not), to name the earlier row of a duplicate.
-    let mut first_seen: FxHashMap<u64, Location> = FxHashMap::default();
-    let mut rejected_persons: FxHashMap<u64, Location> = FxHashMap::default();
-    let mut buf = PersonsBuf::default();
-    for_each_row(&options.persons, &p::ALL, |location, row| {
-        let fields = match row {
-            Row::Fields(fields) => fields,
-            Row::Shape { found, expected } => {
-                problems.push(Problem {
-                    field: "row",
-                    value: None,
-                    reason: format!("has {found} fields, the header has {expected}"),
-                });
-                report.row(&persons_name, location, &mut problems);
-                out.bad_row();
-                return Ok(());
-            }
-        };
-        let checked = check_person(&lookups, fields, &mut problems);
-        // A duplicate is recognised by its INSZ even when other fields are bad.
-        if let Ok(info) = check::insz(p::INSZ, fields[0]) {
-            let key = info.insz.value();
-            match first_seen.get(&key) {
-                Some(earlier) => problems.push(Problem {
-                    field: p::INSZ,
-                    value: None,
-                    reason: format!(
-                        "duplicate person: {earlier} has the same INSZ; one row per person"
-                    ),
-                }),
-                None => {
-                    first_seen.insert(key, location);
-                }
-            }
-            if !problems.is_empty() {
-                rejected_persons.entry(key).or_insert(location);
-            }
-        }
-        match checked {
-            Some(row) if problems.is_empty() => {
-                let index = u32::try_from(persons.len()).expect("fewer than 4 billion persons");
-                persons.insert(
-                    row.insz,
-                    Person {
-                        index,
-                        birth_year: crate::dates::year_of(row.birth_date),
-                    },
-                );
-                buf.push(row);
-                if buf.insz.len() >= BATCH {
-                    out.send_persons(buf.take_batch())?;
-                }
-            }
-            _ => {
-                report.row(&persons_name, location, &mut problems);
-                out.bad_row();
-            }
-        }
-        Ok(())
-    })?;
-    if !buf.insz.is_empty() {
-        out.send_persons(buf.take_batch())?;
-    }
-    drop(first_seen);
+    let persons_file = display_name(&options.persons);
+    // Sized from a CSV file (a row has at least 48 bytes), so the table is not rebuilt as it
+    // grows: with millions of persons that costs seconds.
+    let expected_persons = match source::is_csv(&options.persons)? {
+        true => std::fs::metadata(&options.persons).map_or(0, |m| m.len() / 48),
+        false => 0,
+    };
+    let expected_persons = expected_persons.min(100_000_000) as usize;
+    let mut persons = PersonsSink {
+        file: persons_file.clone(),
+        index: PersonIndex::with_capacity(expected_persons),
+        rows: Vec::with_capacity(expected_persons),
+        rejected: KeyMap::default(),
+        buf: PersonsBuf::default(),
+    };
+    let check = |_: &mut (), location, row: Row<'_, '_>| check_person_row(&lookups, location, row);
+    each_row(
+        &options.persons,
+        &p::ALL,
+        threads,
+        block_bytes,
+        &check,
+        |row| persons.row(row, &mut out, &mut report),
+    )?;
+    let (index, rejected_persons) = persons.finish(&mut out)?;
 
-    // Person-years: one bit per person and year for "one row per person and year".
-    let years_name = display_name(&options.person_years);
-    let words = persons.len().div_ceil(64);
-    let mut seen: FxHashMap<i32, Vec<u64>> = FxHashMap::default();
-    let mut years: BTreeMap<i32, YearBuf> = BTreeMap::new();
-    for_each_row(&options.person_years, &py::ALL, |location, row| {
-        let fields = match row {
-            Row::Fields(fields) => fields,
-            Row::Shape { found, expected } => {
-                problems.push(Problem {
-                    field: "row",
-                    value: None,
-                    reason: format!("has {found} fields, the header has {expected}"),
-                });
-                report.row(&years_name, location, &mut problems);
-                out.bad_row();
-                return Ok(());
-            }
-        };
-        let checked = check_year_row(&lookups, fields, &mut problems);
-        // The person must exist; these checks need only a valid INSZ and year.
-        let key = check::insz(py::INSZ, fields[0])
-            .ok()
-            .map(|info| info.insz.value());
-        let person = key.and_then(|k| persons.get(&k).copied());
-        match (key, person) {
-            (Some(k), None) => problems.push(Problem {
-                field: py::INSZ,
-                value: None,
-                reason: match rejected_persons.get(&k) {
-                    Some(at) => format!("its person ({persons_name} {at}) was rejected"),
-                    None => format!("no person in {persons_name} has this INSZ"),
-                },
-            }),
-            (_, Some(person)) => {
-                if let Some(row) = &checked {
-                    let age = row.year - person.birth_year;
-                    if !(MIN_AGE..=MAX_AGE).contains(&age) {
-                        problems.push(problem(
-                            py::YEAR,
-                            fields[1],
-                            format!("the person is {age} in this year (by birth year); accepted ages are {MIN_AGE}-{MAX_AGE}"),
-                        ));
-                    } else {
-                        let bits = seen.entry(row.year).or_insert_with(|| vec![0; words]);
-                        let (word, bit) = (person.index as usize / 64, person.index % 64);
-                        if bits[word] & (1 << bit) != 0 {
-                            problems.push(Problem {
-                                field: py::YEAR,
-                                value: Some(row.year.to_string()),
-                                reason: "duplicate person-year: an earlier row has the same person and year; one row per person and year".into(),
-                            });
-                        } else if problems.is_empty() {
-                            bits[word] |= 1 << bit;
-                        }
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-        match checked {
-            Some(row) if problems.is_empty() => {
-                let buf = years.entry(row.year).or_default();
-                buf.push(&row);
-                if buf.insz.len() >= BATCH {
-                    let batch = buf.take_batch(row.year);
-                    out.send_year(row.year, batch)?;
-                }
-            }
-            _ => {
-                report.row(&years_name, location, &mut problems);
-                out.bad_row();
-            }
-        }
-        Ok(())
-    })?;
-    for (year, mut buf) in years {
-        if !buf.insz.is_empty() {
-            out.send_year(year, buf.take_batch(year))?;
-        }
-    }
+    let context = YearCheck {
+        lookups: &lookups,
+        persons: &index,
+        rejected_persons: &rejected_persons,
+        persons_file: &persons_file,
+    };
+    let mut years = YearSink::new(display_name(&options.person_years), index.len());
+    let check =
+        |cursor: &mut usize, location, row: Row<'_, '_>| context.check(cursor, location, row);
+    each_row(
+        &options.person_years,
+        &py::ALL,
+        threads,
+        block_bytes,
+        &check,
+        |row| years.row(row, &mut out, &mut report),
+    )?;
+    years.finish(&mut out)?;
 
     let Some(sink) = out
         .sink

@@ -1,4 +1,5 @@
-//! Input files as rows of raw byte fields in a table's column order, from CSV or Parquet.
+//! Input files as rows of raw byte fields in a table's column order: the format, the header, and
+//! Parquet rows (CSV rows come from [`super::blocks`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -57,7 +58,11 @@ fn format_of(path: &Path) -> Result<Format, IngestError> {
 }
 
 /// Maps the file's column names onto the table's: every table column must be there, no others.
-fn column_map(path: &Path, found: &[String], expected: &[&str]) -> Result<Vec<usize>, IngestError> {
+pub fn column_map(
+    path: &Path,
+    found: &[String],
+    expected: &[&str],
+) -> Result<Vec<usize>, IngestError> {
     let missing: Vec<&str> = expected
         .iter()
         .filter(|name| !found.iter().any(|f| f == *name))
@@ -88,33 +93,14 @@ fn column_map(path: &Path, found: &[String], expected: &[&str]) -> Result<Vec<us
         .collect())
 }
 
-/// Calls `row` for every row of the file at `path`, with fields in `columns` order. Stops at the
-/// first error `row` returns.
-pub fn for_each_row(
-    path: &Path,
-    columns: &[&str],
-    mut row: impl FnMut(Location, Row) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    match format_of(path)? {
-        Format::Csv => csv_rows(path, columns, &mut row),
-        Format::Parquet => parquet_rows(path, columns, &mut row),
-    }
+/// Whether the file is read as CSV (by extension, else by content) rather than Parquet.
+pub fn is_csv(path: &Path) -> Result<bool, IngestError> {
+    Ok(format_of(path)? == Format::Csv)
 }
 
-fn csv_rows(
-    path: &Path,
-    columns: &[&str],
-    row: &mut impl FnMut(Location, Row) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(file);
-    let header: Vec<String> = reader
-        .byte_headers()
-        .map_err(|e| IngestError::file(path, format!("cannot read the header line: {e}")))?
+/// The column names of a CSV header record, trimmed, without a byte-order mark.
+pub fn header_names(record: &csv::ByteRecord) -> Vec<String> {
+    record
         .iter()
         .enumerate()
         .map(|(i, h)| {
@@ -127,32 +113,7 @@ fn csv_rows(
             };
             h.trim().to_owned()
         })
-        .collect();
-    let map = column_map(path, &header, columns)?;
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) => return Err(IngestError::file(path, format!("unreadable CSV: {e}"))),
-        }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.len() != header.len() {
-            row(
-                Location::Line(line),
-                Row::Shape {
-                    found: record.len(),
-                    expected: header.len(),
-                },
-            )?;
-            continue;
-        }
-        let mut fields: Fields = [&[]; MAX_COLUMNS];
-        for (slot, &i) in fields.iter_mut().zip(&map) {
-            *slot = trim(&record[i]);
-        }
-        row(Location::Line(line), Row::Fields(&fields))?;
-    }
+        .collect()
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -192,10 +153,12 @@ fn as_text(path: &Path, name: &str, column: &ArrayRef) -> Result<StringArray, In
     Ok(text.as_string::<i32>().clone())
 }
 
-fn parquet_rows(
+/// Calls `row` for every row of the Parquet file at `path`, with fields in `columns` order, as
+/// the text a CSV file would hold. Stops at the first error `row` returns.
+pub fn parquet_rows(
     path: &Path,
     columns: &[&str],
-    row: &mut impl FnMut(Location, Row) -> Result<(), IngestError>,
+    mut row: impl FnMut(Location, Row) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)

@@ -81,6 +81,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         person_years: args.person_years.clone(),
         warehouse: args.warehouse.clone(),
         load_good_rows: args.reject_file.is_some(),
+        // Every core checks rows; Parquet encoding takes less and shares them.
+        check_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         writer_threads: 2,
     };
     let result = ingest(&options, &mut on_reject);
