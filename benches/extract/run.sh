@@ -22,7 +22,9 @@ if [ ! -x /usr/bin/time ]; then
 fi
 echo "== building kluis (release)"
 (cd "$ROOT" && cargo build --release -p kluis --quiet)
-BIN="$TARGET/release/kluis"
+# A private copy, so another build into the same target directory cannot swap it mid-run.
+cp "$TARGET/release/kluis" "$WORK/kluis"
+BIN="$WORK/kluis"
 
 echo "== installing the pandas baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

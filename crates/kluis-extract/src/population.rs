@@ -18,7 +18,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
-use rustc_hash::FxHashMap;
 
 use crate::coding::{Columns, Facts, NONE8, NONE16, Row, code_position, country_index};
 use crate::error::{Error, Result};
@@ -142,7 +141,7 @@ pub struct CodedPopulation {
     rules: Rules,
     strata: Vec<StratumPopulation>,
     /// INSZ → person row.
-    index: FxHashMap<i64, u32>,
+    index: InszIndex,
     facts: Vec<Facts>,
     /// Per person row: stratum index, or NONE8 outside the population.
     stratum_of: Vec<u8>,
@@ -252,11 +251,15 @@ pub fn coded_population(
 }
 
 /// INSZ → person row, each row's compact facts, and each row's INSZ.
-type Persons = (FxHashMap<i64, u32>, Vec<Facts>, Vec<i64>);
+/// INSZ → person row. foldhash, not FxHash: INSZ numbers are structured (birth date, serial,
+/// check digits) and FxHash's single multiply clusters them into long probe chains.
+type InszIndex = std::collections::HashMap<i64, u32, foldhash::fast::FixedState>;
+
+type Persons = (InszIndex, Vec<Facts>, Vec<i64>);
 
 /// Reads `persons` into compact facts.
 fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
-    let mut index = FxHashMap::default();
+    let mut index = InszIndex::default();
     let mut facts = Vec::new();
     let mut insz_of = Vec::new();
     for batch in warehouse.persons_batches()? {

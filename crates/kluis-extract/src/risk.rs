@@ -231,26 +231,26 @@ fn combine(hashes: &[Vec<u64>], mask: u32, row: usize) -> u64 {
     h
 }
 
-/// One year's population: its rows' quasi-identifier hashes, and class counts per mask of
-/// known quasi-identifiers (built when first asked for).
-struct YearPopulation {
-    hashes: Vec<Vec<u64>>,
-    counts: FxHashMap<u32, FxHashMap<u64, u32>>,
-}
-
-impl YearPopulation {
-    fn count(&mut self, mask: u32, key: u64) -> u32 {
-        let hashes = &self.hashes;
-        let counts = self.counts.entry(mask).or_insert_with(|| {
-            let rows = hashes.first().map_or(0, Vec::len);
-            let mut map: FxHashMap<u64, u32> = FxHashMap::default();
-            for r in 0..rows {
-                *map.entry(combine(hashes, mask, r)).or_insert(0) += 1;
+/// Population frequencies of the tuples asked for: per mask of known quasi-identifiers, the keys
+/// of the delivered person-years with that mask. One scan of the year's population per mask,
+/// counting only the keys asked for (a few thousand), so no class table of the whole population
+/// is ever built.
+fn frequencies(
+    hashes: &[Vec<u64>],
+    queries: &FxHashMap<u32, Vec<u64>>,
+) -> FxHashMap<(u32, u64), u32> {
+    let rows = hashes.first().map_or(0, Vec::len);
+    let mut out = FxHashMap::default();
+    for (&mask, keys) in queries {
+        let mut counts: FxHashMap<u64, u32> = keys.iter().map(|&k| (k, 0)).collect();
+        for r in 0..rows {
+            if let Some(c) = counts.get_mut(&combine(hashes, mask, r)) {
+                *c += 1;
             }
-            map
-        });
-        counts.get(&key).copied().unwrap_or(0)
+        }
+        out.extend(counts.into_iter().map(|(k, c)| ((mask, k), c)));
     }
+    out
 }
 
 fn pseudonyms(batch: &RecordBatch) -> Vec<u32> {
@@ -367,40 +367,67 @@ fn judge(
             trajectory[p as usize] =
                 trajectory[p as usize].wrapping_add(step.wrapping_mul(0xff51_afd7_ed55_8ccd));
         }
-        let mut year_population = YearPopulation {
-            hashes: hashed.person_year,
-            counts: FxHashMap::default(),
-        };
+        let population = &hashed.person_year;
+        // Each delivered person-year of this year: its delivered row, its population row, the
+        // mask of its known quasi-identifiers (not blanked: null in the extract where the
+        // population has a value), and its frequency.
+        let mut rows: Vec<(usize, usize, u32, u32)> = Vec::new();
         for &row in by_year.get(&year).map_or(&[][..], |v| v) {
             let Ok(at) = hashed.pseudonyms.binary_search(&delivered_pseudonyms[row]) else {
                 return Err(Error::NotInPopulation { year });
             };
-            // Known = not blanked: null in the extract where the population has a value.
             let mut mask = full;
             for (i, column) in delivered_hashes.iter().enumerate() {
-                if column[row] == NULL_HASH && year_population.hashes[i][at] != NULL_HASH {
+                if column[row] == NULL_HASH && population[i][at] != NULL_HASH {
                     mask &= !(1 << i);
                 }
             }
-            let mut f = year_population.count(mask, combine(&year_population.hashes, mask, at));
-            while suppress && f < limits.k {
-                // Only a value that is there can be blanked.
-                let candidates: Vec<usize> = (0..layout.person_year.len())
-                    .filter(|&i| mask & (1 << i) != 0 && year_population.hashes[i][at] != NULL_HASH)
-                    .collect();
-                let Some(best) = candidates
-                    .into_iter()
-                    .map(|i| {
-                        let fewer = mask & !(1 << i);
-                        let key = combine(&year_population.hashes, fewer, at);
-                        (fewer, year_population.count(fewer, key))
-                    })
-                    .max_by_key(|&(_, f)| f)
-                else {
-                    break;
-                };
-                (mask, f) = best;
+            rows.push((row, at, mask, 0));
+        }
+        let mut queries: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
+        for &(_, at, mask, _) in &rows {
+            queries
+                .entry(mask)
+                .or_default()
+                .push(combine(population, mask, at));
+        }
+        let counted = frequencies(population, &queries);
+        for (_, at, mask, f) in &mut rows {
+            *f = counted[&(*mask, combine(population, *mask, *at))];
+        }
+        // Suppression, greedily and level by level: every person-year still below k blanks the
+        // one value (among those there) whose removal leaves the largest class.
+        while suppress {
+            let pending: Vec<usize> = (0..rows.len()).filter(|&j| rows[j].3 < limits.k).collect();
+            let candidates = |&(_, at, mask, _): &(usize, usize, u32, u32)| {
+                (0..layout.person_year.len())
+                    .filter(move |&i| mask & (1 << i) != 0 && population[i][at] != NULL_HASH)
+                    .map(move |i| mask & !(1 << i))
+            };
+            let mut queries: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
+            for &j in &pending {
+                for fewer in candidates(&rows[j]) {
+                    queries
+                        .entry(fewer)
+                        .or_default()
+                        .push(combine(population, fewer, rows[j].1));
+                }
             }
+            if queries.is_empty() {
+                break;
+            }
+            let counted = frequencies(population, &queries);
+            for &j in &pending {
+                let at = rows[j].1;
+                if let Some(best) = candidates(&rows[j])
+                    .map(|fewer| (fewer, counted[&(fewer, combine(population, fewer, at))]))
+                    .max_by_key(|&(_, f)| f)
+                {
+                    (rows[j].2, rows[j].3) = best;
+                }
+            }
+        }
+        for (row, _, mask, f) in rows {
             known[row] = mask;
             frequency[row] = f;
         }
