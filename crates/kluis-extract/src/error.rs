@@ -38,6 +38,10 @@ pub enum Error {
         "warehouse person_years, year {year}, row {row}: the person is not in the persons table"
     )]
     UnknownPerson { year: i32, row: usize },
+    #[error(
+        "the warehouse {0} changed while it was being read (replaced by an ingest?); run again"
+    )]
+    WarehouseChanged(PathBuf),
     #[error("the risk limits name {0}, which is not a column of the extract")]
     RiskColumn(String),
     #[error("a quasi-identifier column of type {0} cannot be judged; codes (text) and years can")]

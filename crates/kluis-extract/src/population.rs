@@ -140,8 +140,10 @@ pub struct CodedPopulation {
     columns: Columns,
     rules: Rules,
     strata: Vec<StratumPopulation>,
-    /// INSZ → person row.
-    index: InszIndex,
+    /// Per authorised year, per person-year row in file order: the person row when the
+    /// person-year qualifies, else [`NOT_QUALIFYING`]. Found once in the first pass, so the
+    /// coding passes neither look INSZ numbers up again nor re-apply the rules.
+    qualifying_rows: Vec<Vec<u32>>,
     facts: Vec<Facts>,
     /// Per person row: stratum index, or NONE8 outside the population.
     stratum_of: Vec<u8>,
@@ -187,7 +189,9 @@ pub fn coded_population(
 
     let mut stratum_of = vec![NONE8; facts.len()];
     let mut person_years_of = vec![0u16; facts.len()];
+    let mut qualifying_rows = Vec::new();
     for year in rules.first_year..=rules.last_year {
+        let mut rows_of_year: Vec<u32> = Vec::new();
         for batch in projected(warehouse, year, &[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])? {
             let batch = batch?;
             let insz_col = batch.column(0).as_primitive::<Int64Type>();
@@ -197,16 +201,18 @@ pub fn coded_population(
                 let Some(&person) = index.get(&insz_col.value(row)) else {
                     return Err(Error::UnknownPerson { year, row });
                 };
-                let person = person as usize;
-                let birth_year = facts[person].birth_year();
-                if let Some(s) =
-                    rules.qualifies(year, birth_year, statuut.value(row), types.value(row))
-                {
+                let birth_year = facts[person as usize].birth_year();
+                let qualifies =
+                    rules.qualifies(year, birth_year, statuut.value(row), types.value(row));
+                if let Some(s) = qualifies {
+                    let person = person as usize;
                     stratum_of[person] = stratum_of[person].min(s);
                     person_years_of[person] = person_years_of[person].saturating_add(1);
                 }
+                rows_of_year.push(qualifies.map_or(NOT_QUALIFYING, |_| person));
             }
         }
+        qualifying_rows.push(rows_of_year);
     }
 
     let map = PseudonymMap::build(
@@ -242,7 +248,7 @@ pub fn coded_population(
         columns,
         rules,
         strata,
-        index,
+        qualifying_rows,
         facts,
         stratum_of,
         number_of,
@@ -251,6 +257,9 @@ pub fn coded_population(
 }
 
 /// INSZ → person row, each row's compact facts, and each row's INSZ.
+/// A person-year that does not qualify, in [`CodedPopulation::qualifying_rows`].
+const NOT_QUALIFYING: u32 = u32::MAX;
+
 /// INSZ → person row. foldhash, not FxHash: INSZ numbers are structured (birth date, serial,
 /// check digits) and FxHash's single multiply clusters them into long probe chains.
 type InszIndex = std::collections::HashMap<i64, u32, foldhash::fast::FixedState>;
@@ -481,30 +490,30 @@ impl CodedPopulation {
     ) -> Result<RecordBatch> {
         let mut batches = Vec::new();
         let mut picked: Vec<(u32, u32, u32, u32)> = Vec::new();
+        let rows_of_year = &self.qualifying_rows[(year - self.rules.first_year) as usize];
+        let changed = || Error::WarehouseChanged(self.warehouse.dir().to_owned());
+        let mut offset = 0;
         for batch in self.warehouse.person_years_batches(year)? {
             let batch = batch?;
             let b = batches.len() as u32;
-            let insz = batch.column(0).as_primitive::<Int64Type>();
-            let types = col_i32(&batch, py::EMPLOYER_TYPE);
-            let statuut = col_i32(&batch, py::STATUUT);
-            for row in 0..batch.num_rows() {
-                let Some(&person) = self.index.get(&insz.value(row)) else {
-                    return Err(Error::UnknownPerson { year, row });
-                };
-                let number = self.number_of[person as usize];
-                if number == 0 || sample.is_some_and(|s| !s.contains(number)) {
+            let persons = rows_of_year
+                .get(offset..offset + batch.num_rows())
+                .ok_or_else(changed)?;
+            offset += batch.num_rows();
+            for (row, &person) in persons.iter().enumerate() {
+                if person == NOT_QUALIFYING {
                     continue;
                 }
-                let birth_year = self.facts[person as usize].birth_year();
-                if self
-                    .rules
-                    .qualifies(year, birth_year, statuut.value(row), types.value(row))
-                    .is_some()
-                {
-                    picked.push((number, b, row as u32, person));
+                let number = self.number_of[person as usize];
+                if sample.is_some_and(|s| !s.contains(number)) {
+                    continue;
                 }
+                picked.push((number, b, row as u32, person));
             }
             batches.push(batch);
+        }
+        if offset != rows_of_year.len() {
+            return Err(changed());
         }
         picked.sort_unstable();
         let text_column = |batch: &RecordBatch, name: &str| {
