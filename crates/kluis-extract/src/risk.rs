@@ -220,37 +220,48 @@ fn for_each_population_year(
 
 /// Combines the hashes of the columns in `mask` (bit i = the i-th quasi-identifier).
 fn combine(hashes: &[Vec<u64>], mask: u32, row: usize) -> u64 {
+    combine_values(hashes.iter().map(|column| column[row]), mask)
+}
+
+/// [`combine`] over one row's column hashes, given in column order.
+fn combine_values(values: impl Iterator<Item = u64>, mask: u32) -> u64 {
     let mut h: u64 = 0x243f_6a88_85a3_08d3;
-    for (i, column) in hashes.iter().enumerate() {
+    for (i, value) in values.enumerate() {
         if mask & (1 << i) != 0 {
-            h = (h ^ column[row])
-                .wrapping_mul(0x0100_0000_01b3)
-                .rotate_left(29);
+            h = (h ^ value).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
         }
     }
     h
 }
 
 /// Population frequencies of the tuples asked for: per mask of known quasi-identifiers, the keys
-/// of the delivered person-years with that mask. One scan of the year's population per mask,
-/// counting only the keys asked for (a few thousand), so no class table of the whole population
-/// is ever built.
+/// of the delivered person-years with that mask. One scan of the year's population for all the
+/// masks, counting only the keys asked for (a few thousand), so no class table of the whole
+/// population is ever built.
 fn frequencies(
     hashes: &[Vec<u64>],
     queries: &FxHashMap<u32, Vec<u64>>,
 ) -> FxHashMap<(u32, u64), u32> {
     let rows = hashes.first().map_or(0, Vec::len);
-    let mut out = FxHashMap::default();
-    for (&mask, keys) in queries {
-        let mut counts: FxHashMap<u64, u32> = keys.iter().map(|&k| (k, 0)).collect();
-        for r in 0..rows {
-            if let Some(c) = counts.get_mut(&combine(hashes, mask, r)) {
+    let mut counts: Vec<(u32, FxHashMap<u64, u32>)> = queries
+        .iter()
+        .map(|(&mask, keys)| (mask, keys.iter().map(|&k| (k, 0)).collect()))
+        .collect();
+    let mut row = vec![0u64; hashes.len()];
+    for r in 0..rows {
+        for (value, column) in row.iter_mut().zip(hashes) {
+            *value = column[r];
+        }
+        for (mask, counts) in &mut counts {
+            if let Some(c) = counts.get_mut(&combine_values(row.iter().copied(), *mask)) {
                 *c += 1;
             }
         }
-        out.extend(counts.into_iter().map(|(k, c)| ((mask, k), c)));
     }
-    out
+    counts
+        .into_iter()
+        .flat_map(|(mask, counts)| counts.into_iter().map(move |(k, c)| ((mask, k), c)))
+        .collect()
 }
 
 fn pseudonyms(batch: &RecordBatch) -> Vec<u32> {
