@@ -42,6 +42,11 @@ pub enum Error {
         "the warehouse {0} changed while it was being read (replaced by an ingest?); run again"
     )]
     WarehouseChanged(PathBuf),
+    #[error("refused: no re-coding meets the authorisation's re-identification limits (coarser codings exist for: {}; {tried} combinations judged). Nothing was written. Use --suppress, or --accept-risk \"reason\"", if .candidates.is_empty() { "none of the quasi-identifiers".to_owned() } else { .candidates.join(", ") })]
+    NoRecoding {
+        tried: usize,
+        candidates: Vec<String>,
+    },
     #[error("the risk limits name {0}, which is not a column of the extract")]
     RiskColumn(String),
     #[error("a quasi-identifier column of type {0} cannot be judged; codes (text) and years can")]
@@ -125,6 +130,7 @@ impl Error {
                 | Error::TooManyStrata(_)
                 | Error::RiskColumn(_)
                 | Error::RiskExceeded { .. }
+                | Error::NoRecoding { .. }
         )
     }
 }

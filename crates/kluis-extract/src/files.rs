@@ -19,10 +19,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::coding::Columns;
 use crate::coding::describe;
 use crate::error::{Error, Result};
 use crate::population::{AGE_RULE, CodedPopulation, QUALIFYING_RULE, STRATUM_RULE, Sample};
+use crate::recode::{Search, least_loss_recoding};
 use crate::risk::{self, RiskReport};
+
+/// Re-coding judges each combination it tries against the whole population: at most this many.
+const MAX_RECODING_TRIES: usize = 8;
 use crate::{PSEUDONYM, STRATUM, YEAR};
 
 pub const DATA_PARQUET: &str = "person_years.parquet";
@@ -48,6 +53,9 @@ pub struct ExtractOptions {
     pub created_at: String,
     /// Blank the quasi-identifiers that break the authorisation's k (local suppression).
     pub suppress: bool,
+    /// Deliver quasi-identifiers in coarser codings, the combination that meets the risk limits
+    /// with the least information lost (instead of suppression).
+    pub recode: bool,
     /// Deliver even when a risk limit is exceeded, for this written reason.
     pub accept_risk: Option<String>,
 }
@@ -143,19 +151,35 @@ pub fn write_extract(
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let mut batches = Vec::new();
-    for year in population.years() {
-        batches.push(population.year_batch(year, Some(sample))?);
-    }
-    let data = sorted(population.schema(), &batches)?;
-    drop(batches);
+    let sample_in = |columns: &Columns| -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        for year in population.years() {
+            batches.push(population.year_batch_of(year, Some(sample), columns)?);
+        }
+        sorted(columns.schema(), &batches)
+    };
     // Judge the risk before anything is written: a refusal leaves nothing behind.
     let limits = &authorisation.risk;
-    let (data, mut risk) = if options.suppress {
-        risk::suppress(population, &data, limits)?
+    let recoded;
+    let (authorisation, data, mut risk) = if options.recode {
+        match least_loss_recoding(population, authorisation, sample_in, MAX_RECODING_TRIES)? {
+            Search::Found(recoding) => {
+                recoded = recoding.authorisation;
+                (&recoded, recoding.data, recoding.risk)
+            }
+            Search::NoneWithin { tried, candidates } => {
+                return Err(Error::NoRecoding { tried, candidates });
+            }
+        }
     } else {
-        let report = risk::assess(population, &data, limits)?;
-        (data, report)
+        let data = sample_in(population.columns())?;
+        if options.suppress {
+            let (data, report) = risk::suppress(population, &data, limits)?;
+            (authorisation, data, report)
+        } else {
+            let report = risk::assess(population, &data, limits)?;
+            (authorisation, data, report)
+        }
     };
     if !risk.within_limits() {
         match &options.accept_risk {

@@ -14,6 +14,7 @@ mod files;
 #[cfg(feature = "test-support")]
 pub mod fixture;
 mod population;
+mod recode;
 mod risk;
 
 pub use coding::output_schema;
@@ -27,6 +28,7 @@ pub use population::{
     AGE_RULE, CodedPopulation, QUALIFYING_RULE, STRATUM_RULE, Sample, StratumPopulation,
     coded_population, missing_years,
 };
+pub use recode::{Recoded, RecodingReport};
 pub use risk::{RiskMeasure, RiskReport, SuppressionReport, assess, suppress};
 
 /// Output column: the person's sequence number (1..N over the project's whole population).

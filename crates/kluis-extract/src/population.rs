@@ -476,9 +476,9 @@ impl CodedPopulation {
         self.year_batch_of(year, sample, &self.columns)
     }
 
-    /// The output columns restricted to the named variables (for [`Self::year_batch_of`]).
-    pub(crate) fn columns_of(&self, names: &[String]) -> Columns {
-        self.columns.keep(names)
+    /// The output columns the population is coded in.
+    pub(crate) fn columns(&self) -> &Columns {
+        &self.columns
     }
 
     /// [`Self::year_batch`] with only the given columns coded.

@@ -30,6 +30,7 @@ use kluis_project::RiskLimits;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::coding::Columns;
 use crate::error::{Error, Result};
 use crate::population::CodedPopulation;
 use crate::{PSEUDONYM, YEAR};
@@ -81,6 +82,9 @@ pub struct RiskReport {
     pub exceeded: Vec<String>,
     /// Set when local suppression was applied before delivery.
     pub suppression: Option<SuppressionReport>,
+    /// Set when variables were re-coded to coarser codings before delivery.
+    #[serde(default)]
+    pub recoding: Option<crate::recode::RecodingReport>,
     /// The steward's written reason for delivering despite `exceeded`.
     pub accepted_with_reason: Option<String>,
 }
@@ -176,12 +180,13 @@ struct HashedYear {
 /// order-free).
 fn for_each_population_year(
     population: &CodedPopulation,
+    coding: &Columns,
     limits: &RiskLimits,
     mut each: impl FnMut(HashedYear) -> Result<()>,
 ) -> Result<()> {
     let mut names = limits.quasi_identifiers.clone();
     names.extend(limits.trajectory_quasi_identifiers.iter().cloned());
-    let columns = population.columns_of(&names);
+    let columns = coding.keep(&names);
     let layout = Layout::new(limits, &columns.schema())?;
     let years: Vec<i32> = population.years().collect();
     const PRODUCERS: usize = 2;
@@ -343,7 +348,18 @@ pub fn assess(
     delivered: &RecordBatch,
     limits: &RiskLimits,
 ) -> Result<RiskReport> {
-    Ok(judge(population, delivered, limits, false)?.report)
+    Ok(judge(population, population.columns(), delivered, limits, false)?.report)
+}
+
+/// [`assess`] of person-years coded in `coding` (another coding of the same authorisation's
+/// variables, as re-coding tries).
+pub(crate) fn assess_coded(
+    population: &CodedPopulation,
+    coding: &Columns,
+    delivered: &RecordBatch,
+    limits: &RiskLimits,
+) -> Result<RiskReport> {
+    Ok(judge(population, coding, delivered, limits, false)?.report)
 }
 
 /// One pass over the population, year by year. With `suppress`, each delivered person-year with
@@ -351,6 +367,7 @@ pub fn assess(
 /// `F >= k`; the figures are those after suppression.
 fn judge(
     population: &CodedPopulation,
+    coding: &Columns,
     delivered: &RecordBatch,
     limits: &RiskLimits,
     suppress: bool,
@@ -368,7 +385,7 @@ fn judge(
     let mut population_person_years = 0u64;
     let mut known = vec![full; delivered.num_rows()];
     let mut frequency = vec![0u32; delivered.num_rows()];
-    for_each_population_year(population, limits, |hashed| {
+    for_each_population_year(population, coding, limits, |hashed| {
         let year = hashed.year;
         population_person_years += hashed.pseudonyms.len() as u64;
         // Trajectories: an order-free sum of (year, values) hashes per person.
@@ -495,10 +512,18 @@ fn judge(
             trajectories,
             exceeded,
             suppression: None,
+            recoding: None,
             accepted_with_reason: None,
         },
         known,
     })
+}
+
+/// Entropy in bits per row of a column's values.
+pub(crate) fn column_entropy(column: &ArrayRef) -> Result<f64> {
+    let hashes = column_hashes(column, 0)?;
+    let none = BooleanArray::from(vec![false; hashes.len()]);
+    Ok(information(&hashes, &none).0)
 }
 
 /// The information per row of one hashed column (its entropy in bits), and what is left when
@@ -530,7 +555,8 @@ pub fn suppress(
     limits: &RiskLimits,
 ) -> Result<(RecordBatch, RiskReport)> {
     let layout = Layout::new(limits, &delivered.schema())?;
-    let Assessment { mut report, known } = judge(population, delivered, limits, true)?;
+    let Assessment { mut report, known } =
+        judge(population, population.columns(), delivered, limits, true)?;
     let schema = delivered.schema();
     let mut columns: Vec<ArrayRef> = delivered.columns().to_vec();
     let mut cells = BTreeMap::new();

@@ -348,6 +348,7 @@ fn options(out: &Path, recipient: Option<String>) -> ExtractOptions {
         kluis_version: "kluis test".into(),
         created_at: "2026-03-01T00:00:00Z".into(),
         suppress: false,
+        recode: false,
         // This test is about the files; tests/risk.rs judges the risk of this small population.
         accept_risk: Some("a test population of 4000 persons".into()),
     }

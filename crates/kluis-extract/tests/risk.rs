@@ -259,6 +259,7 @@ fn options(out: &Path, accept_risk: Option<&str>) -> ExtractOptions {
         kluis_version: "kluis test".into(),
         created_at: "2026-11-25T00:00:00Z".into(),
         suppress: false,
+        recode: false,
         accept_risk: accept_risk.map(String::from),
     }
 }
@@ -306,4 +307,124 @@ fn an_extract_over_the_limits_is_refused_and_nothing_is_left_behind() {
     let delivered = write_extract(&a, &p, &sample, &options(&out, Some(reason))).unwrap();
     assert_eq!(delivered.risk.accepted_with_reason.as_deref(), Some(reason));
     assert!(!delivered.risk.exceeded.is_empty());
+}
+
+/// The demo authorisation with `changes` (variable, coding) applied.
+fn coded_as(a: &Authorisation, changes: &[(&str, &str)]) -> Authorisation {
+    let mut a = a.clone();
+    for (name, coding) in changes {
+        a.variables
+            .iter_mut()
+            .find(|v| v.name == *name)
+            .unwrap()
+            .coding = coding.to_string();
+    }
+    a
+}
+
+/// Shannon entropy (bits) of a text column.
+fn entropy(b: &RecordBatch, name: &str) -> f64 {
+    let mut counts: HashMap<Option<String>, f64> = HashMap::new();
+    for r in 0..b.num_rows() {
+        *counts
+            .entry(values(b, r, &[name.to_owned()]).remove(0))
+            .or_default() += 1.0;
+    }
+    let n = b.num_rows() as f64;
+    counts.values().map(|c| -(c / n) * (c / n).log2()).sum()
+}
+
+#[test]
+fn recoding_meets_the_limits_losing_the_least_information() {
+    let mut a = authorisation();
+    a.risk.quasi_identifiers = ["sex", "age", "current_nationality"]
+        .map(String::from)
+        .to_vec();
+    a.risk.max_trajectory_risk = 1.0;
+    let key = ProjectKey::from_bytes([5; 32]);
+    let w = Warehouse::open(warehouse()).unwrap();
+    // Every combination of coarser codings, judged by brute force through the public API.
+    let combinations = [
+        vec![],
+        vec![("age", "age_class_10")],
+        vec![("current_nationality", "statbel_group")],
+        vec![
+            ("age", "age_class_10"),
+            ("current_nationality", "statbel_group"),
+        ],
+    ];
+    let judged: Vec<(u64, f64)> = combinations
+        .iter()
+        .map(|changes| {
+            let variant = coded_as(&a, changes);
+            let p = coded_population(&w, &variant, &key).unwrap();
+            let delivered = rows(&p, Some(&p.sample(3)));
+            let report = assess(&p, &delivered, &variant.risk).unwrap();
+            let fine = rows(&population(&a), Some(&population(&a).sample(3)));
+            let loss = changes
+                .iter()
+                .map(|(name, _)| entropy(&fine, name) - entropy(&delivered, name))
+                .sum();
+            (report.person_years.min_frequency, loss)
+        })
+        .collect();
+    // k that the coarsest combination meets and the finest does not.
+    let k = judged[3].0 as u32;
+    assert!(k >= 2 && judged[0].0 < k as u64, "{judged:?}");
+    a.risk.k = k;
+
+    let p = population(&a);
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(&dir.path().join("x"), None);
+    options.recode = true;
+    let delivered = write_extract(&a, &p, &p.sample(3), &options).unwrap();
+    let risk = &delivered.risk;
+    assert!(risk.within_limits(), "{:?}", risk.exceeded);
+    let recoding = risk.recoding.as_ref().unwrap();
+    let chosen: Vec<(&str, &str)> = recoding
+        .variables
+        .iter()
+        .map(|(name, r)| (name.as_str(), r.to.as_str()))
+        .collect();
+    let index = combinations
+        .iter()
+        .position(|c| {
+            let mut c = c.clone();
+            c.sort();
+            c == chosen
+        })
+        .unwrap();
+    // The chosen combination meets k; every cheaper one does not.
+    assert!(judged[index].0 >= k as u64);
+    for (j, (min_frequency, loss)) in judged.iter().enumerate() {
+        if *loss < judged[index].1 - 1e-12 {
+            assert!(
+                *min_frequency < k as u64,
+                "combination {j} was cheaper and met k"
+            );
+        }
+    }
+    assert!((recoding.information_lost - judged[index].1).abs() < 1e-9);
+    // The files say so: coarse codes in the data, the coarse coding in the codebook.
+    let codebook: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("x").join(kluis_extract::CODEBOOK_JSON)).unwrap(),
+    )
+    .unwrap();
+    let text = codebook.to_string();
+    for (name, coding) in &chosen {
+        assert!(text.contains(coding), "{name} {coding} not in the codebook");
+    }
+
+    // Nothing meets a k no combination reaches: refused, nothing written.
+    a.risk.k = judged[3].0 as u32 + 1;
+    let out = dir.path().join("y");
+    let error = write_extract(&a, &p, &p.sample(3), &options_with_recode(&out)).unwrap_err();
+    assert!(matches!(error, Error::NoRecoding { .. }), "{error}");
+    assert!(!out.exists());
+}
+
+fn options_with_recode(out: &Path) -> ExtractOptions {
+    let mut o = options(out, None);
+    o.recode = true;
+    o
 }

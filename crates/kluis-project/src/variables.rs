@@ -11,6 +11,8 @@ pub struct Coding {
     /// The kluis-model code list the delivered values come from; `None` for a calendar year.
     pub codelist: Option<String>,
     pub meaning: String,
+    /// The coding of the same variable this one generalises to, if any.
+    pub coarser: Option<String>,
 }
 
 /// Every (variable, coding) pair, in file order (which is also the extract's column order).
@@ -29,6 +31,7 @@ pub fn catalogue() -> &'static [Coding] {
                     coding: record[1].to_owned(),
                     codelist: (!record[2].is_empty()).then(|| record[2].to_owned()),
                     meaning: record[3].to_owned(),
+                    coarser: (!record[4].is_empty()).then(|| record[4].to_owned()),
                 }
             })
             .collect()
@@ -64,6 +67,24 @@ pub fn coding(variable: &str, coding: &str) -> Option<&'static Coding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_coarser_coding_is_another_coding_of_the_same_variable() {
+        for c in catalogue() {
+            if let Some(coarser) = &c.coarser {
+                assert_ne!(coarser, &c.coding);
+                assert!(
+                    coding(&c.variable, coarser).is_some(),
+                    "{}.{coarser}",
+                    c.variable
+                );
+            }
+        }
+        assert_eq!(
+            coding("age", "age_class_5").unwrap().coarser.as_deref(),
+            Some("age_class_10")
+        );
+    }
 
     #[test]
     fn every_coding_names_a_code_list_that_kluis_model_embeds() {

@@ -37,8 +37,13 @@ pub struct Args {
     recipient: Option<String>,
     /// Blank, in each person-year whose quasi-identifiers fewer than k persons of the population
     /// share, the fewest values needed (local suppression).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recode")]
     suppress: bool,
+    /// Deliver quasi-identifiers in coarser codings (age in ten-year classes, nationality as
+    /// Statbel group, ...): of the combinations that meet the risk limits, the one that loses the
+    /// least information.
+    #[arg(long)]
+    recode: bool,
     /// Deliver even when a risk limit is exceeded; the written reason is audited and recorded in
     /// risk.json.
     #[arg(long, value_name = "REASON")]
@@ -134,18 +139,25 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         kluis_version: format!("kluis {}", env!("CARGO_PKG_VERSION")),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         suppress: args.suppress,
+        recode: args.recode,
         accept_risk: args.accept_risk.clone(),
     };
     let delivered = match write_extract(authorisation, &population, &sample, &options) {
         Ok(delivered) => delivered,
         Err(error) => {
-            if let kluis_extract::Error::RiskExceeded { exceeded } = &error {
+            let exceeded = match &error {
+                kluis_extract::Error::RiskExceeded { exceeded } => Some(exceeded.clone()),
+                kluis_extract::Error::NoRecoding { .. } => Some(vec![error.to_string()]),
+                _ => None,
+            };
+            if let Some(exceeded) = exceeded {
                 grant
                     .record(json!({
                         "refused": "re-identification risk above the authorisation's limits",
                         "exceeded": exceeded,
                         "seed": args.seed,
                         "suppress": args.suppress,
+                        "recode": args.recode,
                     }))
                     .map_err(state_error)?;
             }
@@ -175,6 +187,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 "person_years_below_k": risk.person_years.below_k,
                 "trajectory_risk_mean": risk.trajectories.journalist_risk_mean,
                 "suppressed_values": risk.suppression.as_ref().map(|s| s.cells.values().sum::<u64>()),
+                "recoded": risk.recoding.as_ref().map(|r| r.variables.keys().collect::<Vec<_>>()),
                 "exceeded": risk.exceeded,
                 "accepted_with_reason": risk.accepted_with_reason,
             },
@@ -216,6 +229,18 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .map(|(c, n)| format!("{c} {n}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if let Some(r) = &risk.recoding {
+        println!(
+            "  re-coded {} ({:.3} bits per person-year lost, {} combinations judged)",
+            r.variables
+                .iter()
+                .map(|(name, v)| format!("{name} {} -> {}", v.from, v.to))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.information_lost,
+            r.tried
         );
     }
     if let Some(reason) = &risk.accepted_with_reason {
