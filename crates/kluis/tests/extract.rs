@@ -345,6 +345,17 @@ fn refused_runs_write_nothing() {
         .stderr(predicate::str::contains("fewer than k = 5 persons"))
         .stderr(predicate::str::contains("Nothing was written"));
     assert_nothing_written(&env, &out);
+    // No coarser coding brings a population of 3000 under k on the default quasi-identifiers.
+    env.extract("sam", REAL_DAY, &out, &["--recode"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no re-coding meets"));
+    assert_nothing_written(&env, &out);
+    env.extract("sam", REAL_DAY, &out, &["--recode", "--suppress"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot be used with"));
+    assert_nothing_written(&env, &out);
     // A reason too short to be one.
     env.extract("sam", REAL_DAY, &out, &["--accept-risk", "ok"])
         .assert()
