@@ -164,6 +164,7 @@ pub fn write_extract(
     let (authorisation, data, mut risk) = if options.recode {
         match least_loss_recoding(population, authorisation, sample_in, MAX_RECODING_TRIES)? {
             Search::Found(recoding) => {
+                let recoding = *recoding;
                 recoded = recoding.authorisation;
                 (&recoded, recoding.data, recoding.risk)
             }

@@ -51,7 +51,7 @@ pub struct Recoding {
 /// The outcome of a search: a re-coding that meets the limits, or the number of combinations
 /// tried without one.
 pub enum Search {
-    Found(Recoding),
+    Found(Box<Recoding>),
     NoneWithin {
         tried: usize,
         candidates: Vec<String>,
@@ -141,11 +141,11 @@ pub fn least_loss_recoding(
                 information_lost: loss,
                 tried: tried + 1,
             });
-            return Ok(Search::Found(Recoding {
+            return Ok(Search::Found(Box::new(Recoding {
                 authorisation: recoded,
                 data,
                 risk,
-            }));
+            })));
         }
     }
     Ok(Search::NoneWithin {

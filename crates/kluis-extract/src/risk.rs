@@ -425,33 +425,36 @@ fn judge(
         }
         // Suppression, greedily and level by level: every person-year still below k blanks the
         // one value (among those there) whose removal leaves the largest class.
-        while suppress {
-            let pending: Vec<usize> = (0..rows.len()).filter(|&j| rows[j].3 < limits.k).collect();
-            let candidates = |&(_, at, mask, _): &(usize, usize, u32, u32)| {
-                (0..layout.person_year.len())
-                    .filter(move |&i| mask & (1 << i) != 0 && population[i][at] != NULL_HASH)
-                    .map(move |i| mask & !(1 << i))
-            };
-            let mut queries: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
-            for &j in &pending {
-                for fewer in candidates(&rows[j]) {
-                    queries
-                        .entry(fewer)
-                        .or_default()
-                        .push(combine(population, fewer, rows[j].1));
+        if suppress {
+            loop {
+                let pending: Vec<usize> =
+                    (0..rows.len()).filter(|&j| rows[j].3 < limits.k).collect();
+                let candidates = |&(_, at, mask, _): &(usize, usize, u32, u32)| {
+                    (0..layout.person_year.len())
+                        .filter(move |&i| mask & (1 << i) != 0 && population[i][at] != NULL_HASH)
+                        .map(move |i| mask & !(1 << i))
+                };
+                let mut queries: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
+                for &j in &pending {
+                    for fewer in candidates(&rows[j]) {
+                        queries
+                            .entry(fewer)
+                            .or_default()
+                            .push(combine(population, fewer, rows[j].1));
+                    }
                 }
-            }
-            if queries.is_empty() {
-                break;
-            }
-            let counted = frequencies(population, &queries);
-            for &j in &pending {
-                let at = rows[j].1;
-                if let Some(best) = candidates(&rows[j])
-                    .map(|fewer| (fewer, counted[&(fewer, combine(population, fewer, at))]))
-                    .max_by_key(|&(_, f)| f)
-                {
-                    (rows[j].2, rows[j].3) = best;
+                if queries.is_empty() {
+                    break;
+                }
+                let counted = frequencies(population, &queries);
+                for &j in &pending {
+                    let at = rows[j].1;
+                    if let Some(best) = candidates(&rows[j])
+                        .map(|fewer| (fewer, counted[&(fewer, combine(population, fewer, at))]))
+                        .max_by_key(|&(_, f)| f)
+                    {
+                        (rows[j].2, rows[j].3) = best;
+                    }
                 }
             }
         }

@@ -53,7 +53,7 @@ impl Default for MigrationThresholds {
 }
 
 /// A known value: present and not the "unknown" code.
-fn known<'a>(country: Option<&'a Country>) -> Option<&'a Country> {
+fn known(country: Option<&Country>) -> Option<&Country> {
     country.filter(|c| !c.is_unknown())
 }
 

@@ -189,7 +189,8 @@ impl RuleSet {
                 "relative ≥ 0 and absolute > 0",
             );
         }
-        if !(self.secondary.time_limit_secs > 0.0) {
+        // Also refuses NaN.
+        if self.secondary.time_limit_secs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return bad(
                 "secondary.time_limit_secs",
                 self.secondary.time_limit_secs.to_string(),
