@@ -9,7 +9,8 @@
 //! - `LIMIT` is refused anywhere: with an `ORDER BY` it picks out single persons.
 //! - `ORDER BY` is allowed only above the final aggregation, where it reorders cells. A sort
 //!   inside a subquery is refused (it only matters together with a limit or a window, and the
-//!   simple rule is easy to check and to explain).
+//!   simple rule is easy to check and to explain). DataFusion's planner already drops an
+//!   `ORDER BY` without `LIMIT` in a derived table, so such a query has no sort to refuse.
 //! - Window functions are refused: they return values per row.
 //! - Functions must be on the allow-list in `policy.toml`.
 //! - Subquery expressions (`IN (SELECT ..)`, `EXISTS`, scalar subqueries) are refused; join on
