@@ -4,6 +4,7 @@
 mod cmd;
 mod exit;
 mod table_file;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ use clap::{Parser, Subcommand};
     about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data"
 )]
 struct Cli {
+    #[command(flatten)]
+    globals: trust::Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,16 +31,37 @@ enum Command {
     Insz(cmd::insz::Args),
     /// Derive origin, Statbel origin and migration background for rows of a CSV or Parquet file.
     Derive(cmd::derive::Args),
+    /// Create the state directory: master key (0600) and database.
+    Init(cmd::init::Args),
+    /// Check authorisation files against the format and the code lists.
+    Authorisation(cmd::authorisation::Args),
+    /// Register, list and show projects.
+    Project(cmd::project::Args),
+    /// Show, verify and export the hash-chained audit log.
+    Audit(cmd::audit::Args),
+    /// Destroy projects past their retention date.
+    Retention(cmd::retention::Args),
+    /// Output disclosure control: check and protect tables (from microdata or finished tables).
+    Sdc(cmd::sdc::Args),
+    /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
+    Risk(cmd::risk::Args),
     /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
     Job(cmd::job::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let Cli { globals, command } = Cli::parse();
+    let result = match command {
         Command::Codelist(args) => cmd::codelist::run(args),
         Command::Insz(args) => cmd::insz::run(args),
         Command::Derive(args) => cmd::derive::run(args),
+        Command::Init(args) => cmd::init::run(args, &globals),
+        Command::Authorisation(args) => cmd::authorisation::run(args),
+        Command::Project(args) => cmd::project::run(args, &globals),
+        Command::Audit(args) => cmd::audit::run(args, &globals),
+        Command::Retention(args) => cmd::retention::run(args, &globals),
+        Command::Sdc(args) => cmd::sdc::run(args),
+        Command::Risk(args) => cmd::risk::run(args),
         Command::Job(args) => cmd::job::run(args),
     };
     match result {

@@ -1,6 +1,13 @@
 //! One module per subcommand: each has `Args` (clap) and `run`.
 
+pub mod audit;
+pub mod authorisation;
 pub mod codelist;
 pub mod derive;
+pub mod init;
 pub mod insz;
 pub mod job;
+pub mod project;
+pub mod retention;
+pub mod risk;
+pub mod sdc;

@@ -1,0 +1,297 @@
+use super::*;
+use serde_json::json;
+
+fn key() -> AnchorKey {
+    AnchorKey::new([7; 32])
+}
+
+/// A log of five entries in an in-memory database.
+fn log() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    create_schema(&conn).unwrap();
+    for (i, action) in ["init", "project.create", "extract", "job.submit", "release"]
+        .into_iter()
+        .enumerate()
+    {
+        append(
+            &conn,
+            &key(),
+            NewEntry {
+                actor: if i % 2 == 0 { "sam" } else { "rita" },
+                role: "steward",
+                action,
+                project: (i > 0).then_some("99-001"),
+                details: json!({"rows": i * 10, "file": format!("f{i}.parquet")}),
+            },
+        )
+        .unwrap();
+    }
+    conn
+}
+
+fn tamper(conn: &Connection) -> Tamper {
+    match verify(conn, &key()) {
+        Err(AuditError::Tampered(tamper)) => tamper,
+        other => panic!("expected tampering to be detected, got {other:?}"),
+    }
+}
+
+/// Recomputes hash and prev_hash of every entry from `from` on, as an attacker who knows the
+/// format but not the anchor key would, and points the head at the new last hash (keeping the
+/// old head seal, which they cannot recompute).
+fn rechain_from(conn: &Connection, from: u64) {
+    let all = rows(conn, None).unwrap();
+    let mut prev = GENESIS;
+    for row in all {
+        let e = &row.entry;
+        if e.seq >= from {
+            let hash = Fields {
+                seq: e.seq,
+                time: &e.time,
+                actor: &e.actor,
+                role: &e.role,
+                action: &e.action,
+                project: e.project.as_deref(),
+                details: &row.details_text,
+                prev_hash: &prev,
+            }
+            .hash();
+            conn.execute(
+                "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                params![hex::encode(prev), hex::encode(hash), e.seq as i64],
+            )
+            .unwrap();
+            prev = hash;
+        } else {
+            prev = parse_hash(&e.hash).unwrap();
+        }
+    }
+    conn.execute(
+        "UPDATE audit_head SET hash = ?1",
+        params![hex::encode(prev)],
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_untouched_log_verifies_and_reports_its_head() {
+    let conn = log();
+    let verified = verify(&conn, &key()).unwrap();
+    assert_eq!(verified.entries, 5);
+    assert_eq!(verified.head_hash, entries(&conn, None).unwrap()[4].hash);
+}
+
+#[test]
+fn entries_chain_to_their_predecessor() {
+    let all = entries(&log(), None).unwrap();
+    assert_eq!(all[0].prev_hash, hex::encode(GENESIS));
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    assert!(all[0].time.ends_with('Z'));
+}
+
+#[test]
+fn filtering_by_project_keeps_only_that_project() {
+    let conn = log();
+    let project = entries(&conn, Some("99-001")).unwrap();
+    assert_eq!(project.len(), 4);
+    assert!(
+        project
+            .iter()
+            .all(|e| e.project.as_deref() == Some("99-001"))
+    );
+}
+
+#[test]
+fn an_altered_field_is_caught_at_that_entry() {
+    let conn = log();
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", [])
+        .unwrap();
+    assert_eq!(tamper(&conn), Tamper::Altered { seq: 3 });
+}
+
+#[test]
+fn altered_details_are_caught() {
+    let conn = log();
+    conn.execute(
+        r#"UPDATE audit SET details = '{"rows":0}' WHERE seq = 2"#,
+        [],
+    )
+    .unwrap();
+    assert_eq!(tamper(&conn), Tamper::Altered { seq: 2 });
+}
+
+#[test]
+fn an_alteration_with_recomputed_hashes_is_caught_by_the_seal() {
+    let conn = log();
+    conn.execute("UPDATE audit SET action = 'nothing' WHERE seq = 4", [])
+        .unwrap();
+    rechain_from(&conn, 4);
+    assert_eq!(tamper(&conn), Tamper::BadSeal { seq: 4 });
+}
+
+#[test]
+fn a_deleted_entry_is_caught() {
+    let conn = log();
+    conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    assert_eq!(
+        tamper(&conn),
+        Tamper::Missing {
+            expected: 2,
+            found: 3
+        }
+    );
+}
+
+#[test]
+fn a_deletion_with_renumbering_is_caught() {
+    let conn = log();
+    conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    conn.execute("UPDATE audit SET seq = seq - 1 WHERE seq > 2", [])
+        .unwrap();
+    assert_eq!(tamper(&conn), Tamper::Altered { seq: 2 });
+}
+
+#[test]
+fn an_inserted_entry_is_caught() {
+    let conn = log();
+    // Make room at 3 (in reverse so the primary key never collides), then insert a copy.
+    for seq in (3..=5).rev() {
+        conn.execute("UPDATE audit SET seq = seq + 1 WHERE seq = ?1", [seq])
+            .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO audit SELECT 3, time, 'mallory', role, action, project, details, prev_hash, hash, seal
+         FROM audit WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    assert_eq!(tamper(&conn), Tamper::Altered { seq: 3 });
+    // Even with the whole chain recomputed from the insertion on, the seal gives it away.
+    rechain_from(&conn, 3);
+    assert_eq!(tamper(&conn), Tamper::BadSeal { seq: 3 });
+}
+
+#[test]
+fn reordered_entries_are_caught() {
+    let conn = log();
+    conn.execute("UPDATE audit SET seq = 100 WHERE seq = 2", [])
+        .unwrap();
+    conn.execute("UPDATE audit SET seq = 2 WHERE seq = 3", [])
+        .unwrap();
+    conn.execute("UPDATE audit SET seq = 3 WHERE seq = 100", [])
+        .unwrap();
+    assert_eq!(tamper(&conn), Tamper::Altered { seq: 2 });
+}
+
+#[test]
+fn entries_deleted_from_the_end_are_caught_by_the_head() {
+    let conn = log();
+    conn.execute("DELETE FROM audit WHERE seq >= 4", [])
+        .unwrap();
+    assert_eq!(tamper(&conn), Tamper::TailDeleted { first: 4, last: 5 });
+}
+
+#[test]
+fn moving_the_head_back_after_deleting_the_tail_is_caught() {
+    let conn = log();
+    conn.execute("DELETE FROM audit WHERE seq >= 4", [])
+        .unwrap();
+    conn.execute(
+        "UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit WHERE seq = 3)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(tamper(&conn), Tamper::BadHead);
+}
+
+#[test]
+fn deleting_the_head_record_is_caught() {
+    let conn = log();
+    conn.execute("DELETE FROM audit_head", []).unwrap();
+    assert_eq!(tamper(&conn), Tamper::BadHead);
+}
+
+#[test]
+fn a_consistently_rewritten_chain_is_caught() {
+    let conn = log();
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 1", [])
+        .unwrap();
+    rechain_from(&conn, 1);
+    assert_eq!(tamper(&conn), Tamper::BadSeal { seq: 1 });
+}
+
+#[test]
+fn a_log_sealed_under_another_key_does_not_verify() {
+    let conn = log();
+    let other = AnchorKey::new([8; 32]);
+    assert!(matches!(
+        verify(&conn, &other),
+        Err(AuditError::Tampered(Tamper::BadSeal { seq: 1 }))
+    ));
+}
+
+#[test]
+fn an_appended_entry_outside_kluis_is_caught() {
+    let conn = log();
+    conn.execute(
+        "INSERT INTO audit SELECT 6, time, actor, role, action, project, details, hash, hash, seal
+         FROM audit WHERE seq = 5",
+        [],
+    )
+    .unwrap();
+    rechain_from(&conn, 6);
+    // rechain_from moved the head hash too; put it back so only the extra entry differs.
+    conn.execute(
+        "UPDATE audit_head SET hash = (SELECT hash FROM audit WHERE seq = 5)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(tamper(&conn), Tamper::BadSeal { seq: 6 });
+}
+
+#[test]
+fn an_empty_log_verifies() {
+    let conn = Connection::open_in_memory().unwrap();
+    create_schema(&conn).unwrap();
+    assert_eq!(verify(&conn, &key()).unwrap().entries, 0);
+}
+
+#[test]
+fn an_export_verifies_without_the_key_and_catches_edits() {
+    let conn = log();
+    let mut out = Vec::new();
+    assert_eq!(export_jsonl(&conn, &mut out).unwrap(), 5);
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    let verified = verify_export(text.as_bytes()).unwrap();
+    assert_eq!(verified, verify(&conn, &key()).unwrap());
+
+    let edited = text.replacen("\"rows\":20", "\"rows\":21", 1);
+    assert!(matches!(
+        verify_export(edited.as_bytes()),
+        Err(AuditError::Tampered(Tamper::Altered { seq: 3 }))
+    ));
+    let dropped: String = text
+        .lines()
+        .filter(|l| !l.contains("\"seq\":2,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(matches!(
+        verify_export(dropped.as_bytes()),
+        Err(AuditError::Tampered(Tamper::Missing {
+            expected: 2,
+            found: 3
+        }))
+    ));
+}
+
+#[test]
+fn the_tamper_message_names_the_entry() {
+    let conn = log();
+    conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+    let message = verify(&conn, &key()).unwrap_err().to_string();
+    assert!(message.contains("entry 2 is missing"), "{message}");
+}

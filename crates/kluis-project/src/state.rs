@@ -1,0 +1,540 @@
+//! The state directory: master key, SQLite database (projects, sealed keys, audit log) and one
+//! directory per project.
+//!
+//! ```text
+//! HOME/                 0700
+//!   master.key          0600, 32 random bytes
+//!   kluis.db            0600, SQLite: projects, keys, audit, audit_head
+//!   projects/ID/        0700, everything of a project; retention shreds it all but released/
+//!     pseudonyms.map    the pseudonym map, encrypted under the project key
+//!     released/         released anonymous tables: kept after retention
+//! ```
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use kluis_audit::{AnchorKey, Entry, NewEntry, Verified};
+use kluis_pseudo::{MasterKey, ProjectKey, SealedKey};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::authorisation::{Authorisation, Role};
+use crate::{Project, StateError};
+
+pub(crate) const MASTER_KEY: &str = "master.key";
+pub(crate) const DATABASE: &str = "kluis.db";
+pub(crate) const PROJECTS: &str = "projects";
+
+/// The role recorded for actions no authorisation governs (initialising, enforcing retention).
+pub const SYSTEM_ROLE: &str = "system";
+
+/// Where the state lives when neither `--home` nor `KLUIS_HOME` says:
+/// `$XDG_DATA_HOME/kluis`, else `~/.local/share/kluis`.
+pub fn default_home() -> Option<PathBuf> {
+    let non_empty = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    non_empty("XDG_DATA_HOME")
+        .map(|dir| dir.join("kluis"))
+        .or_else(|| non_empty("HOME").map(|home| home.join(".local/share/kluis")))
+}
+
+/// Whether a project is usable on a given day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Status {
+    Active {
+        until: NaiveDate,
+    },
+    /// The retention date passed; retention enforcement has not destroyed it yet.
+    Expired {
+        until: NaiveDate,
+    },
+    Destroyed {
+        until: NaiveDate,
+        on: NaiveDate,
+    },
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Active { .. } => "active",
+            Status::Expired { .. } => "expired",
+            Status::Destroyed { .. } => "destroyed",
+        }
+    }
+}
+
+/// A project as registered.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectRecord {
+    pub id: String,
+    pub authorisation: Authorisation,
+    /// SHA-256 of the authorisation file as registered.
+    pub authorisation_sha256: String,
+    /// 1 for the first registration, +1 each time a destroyed project is registered again (with
+    /// a fresh key).
+    pub generation: u32,
+    /// The public name of the project's current (or destroyed) key.
+    pub key_id: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub destroyed_on: Option<NaiveDate>,
+}
+
+impl ProjectRecord {
+    pub fn status(&self, today: NaiveDate) -> Status {
+        let until = self.authorisation.retention.effective();
+        match self.destroyed_on {
+            Some(on) => Status::Destroyed { until, on },
+            None if today > until => Status::Expired { until },
+            None => Status::Active { until },
+        }
+    }
+}
+
+/// The open state directory. Holds the master key in memory (wiped on drop).
+pub struct State {
+    home: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) master: MasterKey,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |error| StateError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+#[cfg(unix)]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), StateError> {
+    Ok(())
+}
+
+/// Creates a private (0700) directory and its parents.
+pub(crate) fn private_dir(path: &Path) -> Result<(), StateError> {
+    std::fs::create_dir_all(path).map_err(io(path))?;
+    set_mode(path, 0o700)
+}
+
+fn schema(conn: &Connection) -> Result<(), StateError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS projects (
+            id TEXT PRIMARY KEY,
+            authorisation TEXT NOT NULL,
+            authorisation_file TEXT NOT NULL,
+            authorisation_sha256 TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            key_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            destroyed_on TEXT
+        );
+        CREATE TABLE IF NOT EXISTS keys (
+            project_id TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            nonce BLOB NOT NULL,
+            ciphertext BLOB NOT NULL,
+            PRIMARY KEY (project_id, generation)
+        );",
+    )?;
+    kluis_audit::create_schema(conn)?;
+    Ok(())
+}
+
+fn connect(path: &Path) -> Result<Connection, StateError> {
+    let conn = Connection::open(path)?;
+    // Deleted rows (a destroyed key's ciphertext) are overwritten with zeros, not just unlinked.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl State {
+    /// Creates a state directory: a fresh master key (0600) and the database. Refuses to touch
+    /// one that exists: overwriting a master key would lose every project key.
+    pub fn init(home: &Path, actor: &str) -> Result<State, StateError> {
+        let key_path = home.join(MASTER_KEY);
+        if key_path.exists() || home.join(DATABASE).exists() {
+            return Err(StateError::AlreadyInitialised {
+                home: home.display().to_string(),
+            });
+        }
+        private_dir(home)?;
+        private_dir(&home.join(PROJECTS))?;
+        let master = MasterKey::generate()?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".master-")
+            .tempfile_in(home)
+            .map_err(io(home))?;
+        set_mode(temp.path(), 0o600)?;
+        temp.write_all(master.as_bytes())
+            .and_then(|()| temp.as_file().sync_all())
+            .map_err(io(&key_path))?;
+        temp.persist_noclobber(&key_path)
+            .map_err(|e| StateError::Io {
+                path: key_path.display().to_string(),
+                error: e.error,
+            })?;
+
+        let db_path = home.join(DATABASE);
+        let conn = connect(&db_path)?;
+        schema(&conn)?;
+        set_mode(&db_path, 0o600)?;
+        let state = State {
+            home: home.to_owned(),
+            conn,
+            master,
+        };
+        state.audit(
+            actor,
+            SYSTEM_ROLE,
+            "init",
+            None,
+            json!({"home": home.display().to_string()}),
+        )?;
+        Ok(state)
+    }
+
+    /// Opens an initialised state directory. Refuses a master key file others can read.
+    pub fn open(home: &Path) -> Result<State, StateError> {
+        let key_path = home.join(MASTER_KEY);
+        if !key_path.exists() {
+            return Err(StateError::NotInitialised {
+                home: home.display().to_string(),
+            });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path)
+                .map_err(io(&key_path))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(StateError::MasterKeyExposed {
+                    path: key_path.display().to_string(),
+                    mode: mode & 0o777,
+                });
+            }
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(33));
+        std::fs::File::open(&key_path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io(&key_path))?;
+        let key: [u8; 32] =
+            bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StateError::MasterKeyCorrupt {
+                    path: key_path.display().to_string(),
+                })?;
+        let master = MasterKey::from_bytes(key);
+        let conn = connect(&home.join(DATABASE))?;
+        schema(&conn)?;
+        Ok(State {
+            home: home.to_owned(),
+            conn,
+            master,
+        })
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn anchor(&self) -> AnchorKey {
+        AnchorKey::new(*self.master.derive("audit-anchor"))
+    }
+
+    /// Appends one audit entry. `details`: file names, counts, hashes; never INSZ or keys.
+    pub fn audit(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        project: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<Entry, StateError> {
+        let entry = NewEntry {
+            actor,
+            role,
+            action,
+            project,
+            details,
+        };
+        Ok(kluis_audit::append(&self.conn, &self.anchor(), entry)?)
+    }
+
+    pub fn audit_entries(&self, project: Option<&str>) -> Result<Vec<Entry>, StateError> {
+        Ok(kluis_audit::entries(&self.conn, project)?)
+    }
+
+    /// Checks the whole audit chain; the error names the first bad entry.
+    pub fn verify_audit(&self) -> Result<Verified, StateError> {
+        Ok(kluis_audit::verify(&self.conn, &self.anchor())?)
+    }
+
+    /// Writes the audit log as JSON Lines to `path` (via a temporary file renamed into place).
+    pub fn export_audit(&self, path: &Path) -> Result<u64, StateError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut temp = tempfile::Builder::new()
+            .prefix(".audit-")
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        let count = {
+            let mut out = std::io::BufWriter::new(temp.as_file_mut());
+            let count = kluis_audit::export_jsonl(&self.conn, &mut out)?;
+            out.flush().map_err(io(path))?;
+            count
+        };
+        temp.as_file().sync_all().map_err(io(path))?;
+        temp.persist(path).map_err(|e| StateError::Io {
+            path: path.display().to_string(),
+            error: e.error,
+        })?;
+        Ok(count)
+    }
+
+    /// Every registered project, by id.
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, authorisation, authorisation_file, authorisation_sha256, generation,
+                    key_id, created_at, created_by, destroyed_on FROM projects ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, u32>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+                row.get::<_, String>(7)?,
+                row.get::<_, Option<String>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, text, file, sha, generation, key_id, created_at, created_by, destroyed) = row?;
+            // The text was checked when registered; a failure now means the database was edited.
+            let authorisation = Authorisation::parse(&text, &file)?;
+            let destroyed_on = destroyed
+                .map(|d| {
+                    d.parse::<NaiveDate>().map_err(|_| {
+                        StateError::Corrupt(format!("project {id}: destroyed_on {d:?}"))
+                    })
+                })
+                .transpose()?;
+            out.push(ProjectRecord {
+                id,
+                authorisation,
+                authorisation_sha256: sha,
+                generation,
+                key_id,
+                created_at,
+                created_by,
+                destroyed_on,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A registered project.
+    pub fn project(&self, id: &str) -> Result<Project<'_>, StateError> {
+        let mut all = self.projects()?;
+        match all.iter().position(|p| p.id == id) {
+            Some(i) => Ok(Project {
+                state: self,
+                record: all.swap_remove(i),
+            }),
+            None => Err(StateError::UnknownProject {
+                id: id.to_owned(),
+                known: all.into_iter().map(|p| p.id).collect(),
+            }),
+        }
+    }
+
+    /// Records a refusal in the audit log and returns the error that explains it.
+    pub(crate) fn refuse(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        project: &str,
+        error: StateError,
+    ) -> StateError {
+        let details = json!({"attempted": action, "reason": error.to_string()});
+        match self.audit(actor, role, "refused", Some(project), details) {
+            Ok(_) => error,
+            Err(audit_error) => audit_error,
+        }
+    }
+
+    /// Registers a project for a checked authorisation, with a fresh key sealed under the master
+    /// key. Only a steward the authorisation names may do so, and only before its retention
+    /// date. A destroyed project can be registered again (e.g. after an extension decision):
+    /// it gets a new generation and a new key, so none of its old pseudonyms return.
+    pub fn create_project(
+        &self,
+        authorisation: &Authorisation,
+        source: &str,
+        file_name: &str,
+        actor: &str,
+        today: NaiveDate,
+    ) -> Result<Project<'_>, StateError> {
+        let id = authorisation.project_id();
+        let action = "project.create";
+        if !authorisation.roles.steward.iter().any(|s| s == actor) {
+            let error = StateError::Refused {
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                project: id.clone(),
+                reason: format!(
+                    "registering a project needs the steward role, and authorisation {} names as steward only {}",
+                    authorisation.id,
+                    authorisation.roles.steward.join(", ")
+                ),
+            };
+            return Err(self.refuse(actor, "none", action, &id, error));
+        }
+        let until = authorisation.retention.effective();
+        if today > until {
+            let error = StateError::Expired {
+                project: id.clone(),
+                until,
+            };
+            return Err(self.refuse(actor, Role::Steward.name(), action, &id, error));
+        }
+        let existing = self.projects()?.into_iter().find(|p| p.id == id);
+        let generation = match &existing {
+            Some(p) if p.destroyed_on.is_none() => {
+                let error = StateError::ProjectExists { id: id.clone() };
+                return Err(self.refuse(actor, Role::Steward.name(), action, &id, error));
+            }
+            Some(p) => p.generation + 1,
+            None => 1,
+        };
+
+        let key = ProjectKey::generate()?;
+        let sealed = self.master.seal(&key_context(&id, generation), &key)?;
+        let sha = hex::encode(Sha256::digest(source.as_bytes()));
+        let created_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let dir = self.home.join(PROJECTS).join(&id);
+        private_dir(&dir.join("released"))?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO projects (id, authorisation, authorisation_file, authorisation_sha256,
+                                   generation, key_id, created_at, created_by, destroyed_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7, NULL)
+             ON CONFLICT (id) DO UPDATE SET authorisation = excluded.authorisation,
+                authorisation_file = excluded.authorisation_file,
+                authorisation_sha256 = excluded.authorisation_sha256,
+                generation = excluded.generation, key_id = excluded.key_id,
+                created_at = excluded.created_at,
+                created_by = excluded.created_by, destroyed_on = NULL",
+            params![
+                id,
+                source,
+                file_name,
+                sha,
+                generation,
+                created_at,
+                actor,
+                key.key_id()
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO keys (project_id, generation, nonce, ciphertext) VALUES (?1, ?2, ?3, ?4)",
+            params![id, generation, sealed.nonce.as_slice(), sealed.ciphertext],
+        )?;
+        tx.commit()?;
+        self.audit(
+            actor,
+            Role::Steward.name(),
+            action,
+            Some(&id),
+            json!({
+                "authorisation": authorisation.id,
+                "file": file_name,
+                "sha256": sha,
+                "generation": generation,
+                "key_id": key.key_id(),
+                "retention_until": until.to_string(),
+            }),
+        )?;
+        self.project(&id)
+    }
+
+    /// Opens a project's key (it exists only while the project is not destroyed).
+    pub(crate) fn open_key(&self, id: &str, generation: u32) -> Result<ProjectKey, StateError> {
+        let sealed: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT nonce, ciphertext FROM keys WHERE project_id = ?1 AND generation = ?2",
+                params![id, generation],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let (nonce, ciphertext) = sealed.ok_or_else(|| StateError::KeyMissing {
+            project: id.to_owned(),
+        })?;
+        let nonce: [u8; 24] = nonce
+            .try_into()
+            .map_err(|_| StateError::Corrupt(format!("project {id}: sealed key nonce")))?;
+        Ok(self.master.open(
+            &key_context(id, generation),
+            &SealedKey { nonce, ciphertext },
+        )?)
+    }
+
+    /// Overwrites then deletes a project's sealed key rows (secure_delete zeroes the freed
+    /// pages too) and marks it destroyed, in one transaction.
+    pub(crate) fn destroy_key(&self, id: &str, on: NaiveDate) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE keys SET nonce = zeroblob(length(nonce)), ciphertext = zeroblob(length(ciphertext))
+             WHERE project_id = ?1",
+            params![id],
+        )?;
+        tx.execute("DELETE FROM keys WHERE project_id = ?1", params![id])?;
+        tx.execute(
+            "UPDATE projects SET destroyed_on = ?2 WHERE id = ?1",
+            params![id, on.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Associated data binding a sealed key to its project and generation.
+fn key_context(id: &str, generation: u32) -> String {
+    format!("kluis project key {id}#{generation}")
+}

@@ -1,0 +1,298 @@
+//! Secondary suppression: extend the suppressed set until every primary cell's feasible interval is
+//! wide enough.
+//!
+//! For each primary cell p (largest first) one linear program looks for a deviation vector `y` that
+//! keeps every relation (`A·y = 0`), moves p up by its required width, leaves cells released before
+//! untouched and keeps every cell non-negative (`y ≥ −x`), at minimum cost `Σ c_i·|y_i|` where
+//! `c_i = 0` for cells already suppressed and `|x_i| + 1` otherwise. The cells it moves are
+//! suppressed: with them unknown, both x and x + y are consistent with the published cells, so p's
+//! interval is at least the required width, and every cell moved is not exactly derivable. The
+//! deviation of an earlier primary stays available, since suppressing more only widens intervals.
+//! One HiGHS model is kept and re-solved from its previous basis, changing only bounds and costs.
+//! Ties are broken by cell order, so the pattern is deterministic.
+
+use std::time::Instant;
+
+use highs::{Col, HighsModelStatus, Model, RowProblem, Sense};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SdcError;
+use crate::primary::{CellStatus, CellVerdict, Reason};
+use crate::rules::RuleSet;
+use crate::system::System;
+use crate::table::{Hierarchy, PublishedCell, Table};
+
+/// How the suppression pattern was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// No primary cell needed protecting.
+    None,
+    /// One minimum-cost protection LP per primary cell.
+    LpGreedy,
+    /// The time budget ran out: every cell not released before is suppressed.
+    FallbackAll,
+}
+
+/// What secondary suppression did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecondaryOutcome {
+    /// How the pattern was found.
+    pub method: Method,
+    /// Primary cells (counting linked cells once).
+    pub primary: usize,
+    /// Cells suppressed to protect them (counting linked cells once).
+    pub secondary: usize,
+    /// Total additive value of the secondary cells.
+    pub secondary_value: f64,
+    /// Primary cells that no pattern can protect (released before, or pinned by cells released
+    /// before), as (table, cell) of their first occurrence.
+    pub unprotectable: Vec<(usize, usize)>,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// What a reviewer should know (fallback, non-additive tables).
+    pub notes: Vec<String>,
+}
+
+/// Extends `verdicts` (one list per table, from [`crate::apply_primary`]) with secondary
+/// suppressions over all `tables` released together, their `hierarchies`, and the cells
+/// `published` before. Cells turned secondary get [`CellStatus::Secondary`] and the reason
+/// [`Reason::Secondary`].
+pub fn secondary_suppress(
+    tables: &[Table],
+    verdicts: &mut [Vec<CellVerdict>],
+    hierarchies: &[Hierarchy],
+    published: &[PublishedCell],
+    rules: &RuleSet,
+) -> Result<SecondaryOutcome, SdcError> {
+    let start = Instant::now();
+    let system = System::build(tables, hierarchies, published)?;
+    let mut notes = Vec::new();
+    for table in tables {
+        if !table.statistic.is_additive() {
+            notes.push(format!(
+                "table `{}` holds {} values, which do not add up: only its primary cells are suppressed, \
+                 and every cell goes to review",
+                table.name,
+                table.statistic.name()
+            ));
+        }
+    }
+    let n = system.vars.len();
+    let mut suppressed = vec![false; n];
+    let mut primary = vec![false; n];
+    for (id, var) in system.vars.iter().enumerate() {
+        for &(t, c) in &var.cells {
+            suppressed[id] |= verdicts[t][c].status.is_suppressed();
+            primary[id] |= verdicts[t][c].status == CellStatus::Primary;
+        }
+    }
+    let scale = system.scale();
+    let mut order: Vec<usize> = (0..n).filter(|&i| primary[i]).collect();
+    order.sort_by(|&a, &b| {
+        system.vars[b]
+            .value
+            .abs()
+            .total_cmp(&system.vars[a].value.abs())
+            .then(a.cmp(&b))
+    });
+    let mut unprotectable = Vec::new();
+    let mut method = if order.is_empty() {
+        Method::None
+    } else {
+        Method::LpGreedy
+    };
+    let budget = rules.secondary.time_limit_secs;
+
+    if !order.is_empty() {
+        let mut lp = ProtectionLp::new(&system, &suppressed, scale);
+        for (done, &p) in order.iter().enumerate() {
+            if system.vars[p].fixed {
+                unprotectable.push(system.vars[p].cells[0]);
+                continue;
+            }
+            let remaining = budget - start.elapsed().as_secs_f64();
+            if remaining <= 0.0 {
+                notes.push(format!(
+                    "the {budget} s budget of the optimising search ran out after {done} of {} primary cells: \
+                     kluis fell back to suppressing every cell not released before (safe, larger pattern)",
+                    order.len()
+                ));
+                method = Method::FallbackAll;
+                break;
+            }
+            let width = rules.protection.required_width(system.vars[p].value) / scale;
+            match lp.protect(p, width, remaining)? {
+                Some(moved) => {
+                    for i in moved {
+                        if !suppressed[i] {
+                            suppressed[i] = true;
+                            lp.mark_suppressed(i);
+                        }
+                    }
+                }
+                None if lp.timed_out => {
+                    notes.push(format!(
+                        "the {budget} s budget of the optimising search ran out after {done} of {} primary cells: \
+                         kluis fell back to suppressing every cell not released before (safe, larger pattern)",
+                        order.len()
+                    ));
+                    method = Method::FallbackAll;
+                    break;
+                }
+                None => unprotectable.push(system.vars[p].cells[0]),
+            }
+        }
+    }
+    if method == Method::FallbackAll {
+        for (i, var) in system.vars.iter().enumerate() {
+            suppressed[i] |= !var.fixed;
+        }
+    }
+
+    let mut secondary = 0;
+    let mut secondary_value = 0.0;
+    for (id, var) in system.vars.iter().enumerate() {
+        if !suppressed[id] {
+            continue;
+        }
+        let mut newly = false;
+        for &(t, c) in &var.cells {
+            let v = &mut verdicts[t][c];
+            if !v.status.is_suppressed() {
+                v.status = CellStatus::Secondary;
+                v.reasons.push(Reason::Secondary);
+                v.reasons.sort();
+                newly = true;
+            }
+        }
+        if newly && !primary[id] {
+            secondary += 1;
+            secondary_value += var.value.abs();
+        }
+    }
+    Ok(SecondaryOutcome {
+        method,
+        primary: primary.iter().filter(|p| **p).count(),
+        secondary,
+        secondary_value,
+        unprotectable,
+        seconds: start.elapsed().as_secs_f64(),
+        notes,
+    })
+}
+
+/// The protection LP over deviations `y = y⁺ − y⁻` of every variable not released before.
+struct ProtectionLp {
+    model: Option<Model>,
+    /// Columns (y⁺, y⁻) of each variable, `None` when fixed.
+    col: Vec<Option<(Col, Col)>>,
+    values: Vec<f64>,
+    free: Vec<bool>,
+    timed_out: bool,
+}
+
+impl ProtectionLp {
+    fn new(system: &System, suppressed: &[bool], scale: f64) -> ProtectionLp {
+        let n = system.vars.len();
+        let mut pb = RowProblem::default();
+        let values: Vec<f64> = system.vars.iter().map(|v| v.value / scale).collect();
+        let free: Vec<bool> = system.vars.iter().map(|v| v.free).collect();
+        let mut col = vec![None; n];
+        for (i, var) in system.vars.iter().enumerate() {
+            if var.fixed {
+                continue;
+            }
+            let cost = if suppressed[i] {
+                0.0
+            } else {
+                base_cost(values[i], i, n)
+            };
+            let down = if free[i] {
+                f64::INFINITY
+            } else {
+                values[i].max(0.0)
+            };
+            let up = pb.add_column(cost, 0.0..f64::INFINITY);
+            let dn = pb.add_column(cost, 0.0..=down);
+            col[i] = Some((up, dn));
+        }
+        for eq in &system.eqs {
+            let row: Vec<(Col, f64)> = eq
+                .iter()
+                .filter_map(|&(v, k)| col[v].map(|(up, dn)| [(up, k), (dn, -k)]))
+                .flatten()
+                .collect();
+            if !row.is_empty() {
+                pb.add_row(0.0..=0.0, row);
+            }
+        }
+        let mut model = Model::new(pb);
+        model.make_quiet();
+        model.set_sense(Sense::Minimise);
+        model.set_option("threads", 1);
+        ProtectionLp {
+            model: Some(model),
+            col,
+            values,
+            free,
+            timed_out: false,
+        }
+    }
+
+    fn mark_suppressed(&mut self, i: usize) {
+        if let (Some((up, dn)), Some(model)) = (self.col[i], self.model.as_mut()) {
+            model.change_column_cost(up, 0.0);
+            model.change_column_cost(dn, 0.0);
+        }
+    }
+
+    /// The variables a cheapest deviation moving `p` up by `width` touches, or `None` when none exists.
+    fn protect(
+        &mut self,
+        p: usize,
+        width: f64,
+        seconds: f64,
+    ) -> Result<Option<Vec<usize>>, SdcError> {
+        let (up, dn) = self.col[p].expect("a primary cell being protected is not fixed");
+        let mut model = self.model.take().expect("model present");
+        model.change_column_bounds(up, width..=width);
+        model.change_column_bounds(dn, 0.0..=0.0);
+        model.set_option("time_limit", seconds.max(0.001));
+        let solved = model
+            .try_solve()
+            .map_err(|e| SdcError::Solver(format!("{e:?}")))?;
+        let status = solved.status();
+        let moved = if status == HighsModelStatus::Optimal {
+            let sol = solved.get_solution();
+            let tol = 1e-7 * width.max(1.0);
+            let moved: Vec<usize> = self
+                .col
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let (u, d) = (*c)?;
+                    ((sol[u] - sol[d]).abs() > tol).then_some(i)
+                })
+                .collect();
+            Some(moved)
+        } else {
+            self.timed_out = status == HighsModelStatus::ReachedTimeLimit;
+            None
+        };
+        let mut model = Model::from(solved);
+        let down = if self.free[p] {
+            f64::INFINITY
+        } else {
+            self.values[p].max(0.0)
+        };
+        model.change_column_bounds(up, 0.0..f64::INFINITY);
+        model.change_column_bounds(dn, 0.0..=down);
+        self.model = Some(model);
+        Ok(moved)
+    }
+}
+
+fn base_cost(value: f64, i: usize, n: usize) -> f64 {
+    (value.abs() + 1.0) * (1.0 + 1e-6 * i as f64 / n.max(1) as f64)
+}

@@ -1,0 +1,196 @@
+//! The linear system behind one release: one variable per distinct additive quantity (cells with the
+//! same quantity and key in linked tables are one variable) and one equation per additive relation
+//! (each margin or hierarchy node as the sum of its children, along every dimension).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::error::SdcError;
+use crate::structure::dim_trees;
+use crate::table::{Hierarchy, PublishedCell, Statistic, TOTAL, Table};
+
+/// One unknown of the system.
+#[derive(Clone, Debug)]
+pub(crate) struct Var {
+    /// True additive value.
+    pub value: f64,
+    /// Whether it may be negative (some contribution is negative).
+    pub free: bool,
+    /// Known to the attacker whatever this release does (released before).
+    pub fixed: bool,
+    /// (table, cell) occurrences.
+    pub cells: Vec<(usize, usize)>,
+}
+
+/// Variables and homogeneous equations `Σ coef · x = 0`.
+#[derive(Debug)]
+pub(crate) struct System {
+    pub vars: Vec<Var>,
+    pub eqs: Vec<Vec<(usize, f64)>>,
+}
+
+/// Identity of a quantity across tables: what is summed, and the non-Total part of the key.
+type QuantityKey = (Option<String>, Vec<(String, String)>);
+
+fn quantity(table: &Table) -> Option<String> {
+    match table.statistic {
+        Statistic::Count => None,
+        _ => table.measure.clone().or_else(|| Some(String::new())),
+    }
+}
+
+fn canonical(dims: &[String], key: &[String]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = dims
+        .iter()
+        .zip(key)
+        .filter(|(_, v)| *v != TOTAL)
+        .map(|(d, v)| (d.clone(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+impl System {
+    pub fn build(
+        tables: &[Table],
+        hierarchies: &[Hierarchy],
+        published: &[PublishedCell],
+    ) -> Result<System, SdcError> {
+        let mut vars: Vec<Var> = Vec::new();
+        let mut by_key: HashMap<QuantityKey, usize> = HashMap::new();
+        let mut cell_var = Vec::with_capacity(tables.len());
+        for (t, table) in tables.iter().enumerate() {
+            let additive = table.statistic.is_additive();
+            let mut ids = Vec::with_capacity(table.cells.len());
+            for (c, cell) in table.cells.iter().enumerate() {
+                let value = if additive {
+                    cell.additive_value(table.statistic)
+                } else {
+                    None
+                };
+                let Some(value) = value else {
+                    if additive {
+                        return Err(SdcError::Input(format!(
+                            "table `{}`: cell {:?} of a mean table carries no contributions, so its sum is unknown",
+                            table.name, cell.key
+                        )));
+                    }
+                    ids.push(None);
+                    continue;
+                };
+                let qk = (quantity(table), canonical(&table.dimensions, &cell.key));
+                let free = cell.contributions.is_some_and(|c| c.has_negative) || value < 0.0;
+                let id = match by_key.get(&qk) {
+                    Some(&id) => {
+                        let var = &mut vars[id];
+                        if !close(var.value, value) {
+                            return Err(SdcError::Inconsistent(format!(
+                                "table `{}`: cell {:?} = {value} but a linked table has {} for the same quantity",
+                                table.name, cell.key, var.value
+                            )));
+                        }
+                        var.free |= free;
+                        var.cells.push((t, c));
+                        id
+                    }
+                    None => {
+                        vars.push(Var {
+                            value,
+                            free,
+                            fixed: false,
+                            cells: vec![(t, c)],
+                        });
+                        by_key.insert(qk, vars.len() - 1);
+                        vars.len() - 1
+                    }
+                };
+                ids.push(Some(id));
+            }
+            cell_var.push(ids);
+        }
+        for p in published {
+            let key: Vec<(String, String)> = {
+                let mut k: Vec<(String, String)> = p
+                    .key
+                    .iter()
+                    .filter(|(_, v)| *v != TOTAL)
+                    .map(|(d, v)| (d.clone(), v.clone()))
+                    .collect();
+                k.sort();
+                k
+            };
+            if let Some(&id) = by_key.get(&(p.measure.clone(), key)) {
+                vars[id].fixed = true;
+            }
+        }
+
+        let mut eqs = Vec::new();
+        let mut seen: HashSet<Vec<(usize, i64)>> = HashSet::new();
+        for (t, table) in tables.iter().enumerate() {
+            if !table.statistic.is_additive() {
+                continue;
+            }
+            let trees = dim_trees(table, hierarchies)?;
+            let index = table.index();
+            for (c, cell) in table.cells.iter().enumerate() {
+                let parent_var = cell_var[t][c].expect("additive");
+                for (j, tree) in trees.iter().enumerate() {
+                    let Some(children) = tree.children.get(&cell.key[j]) else {
+                        continue;
+                    };
+                    let mut eq = vec![(parent_var, 1.0)];
+                    let mut sum = 0.0;
+                    let mut key = cell.key.clone();
+                    for child in children {
+                        key[j] = child.clone();
+                        if let Some(&ci) = index.get(key.as_slice()) {
+                            let v = cell_var[t][ci].expect("additive");
+                            eq.push((v, -1.0));
+                            sum += vars[v].value;
+                        }
+                    }
+                    if !close(vars[parent_var].value, sum) {
+                        return Err(SdcError::Inconsistent(format!(
+                            "table `{}`: cell {} = {} but its children along `{}` ({}) sum to {sum}; \
+                             list every cell, margins included, with true totals",
+                            table.name,
+                            describe(&table.dimensions, &cell.key),
+                            vars[parent_var].value,
+                            table.dimensions[j],
+                            children.join(", "),
+                        )));
+                    }
+                    let mut sig: Vec<(usize, i64)> =
+                        eq.iter().map(|&(v, k)| (v, k as i64)).collect();
+                    sig.sort();
+                    if eq.len() > 1 && seen.insert(sig) {
+                        eqs.push(eq);
+                    }
+                }
+            }
+        }
+        Ok(System { vars, eqs })
+    }
+
+    /// A scale that brings the largest value to about 1e4, for the LP's numerics.
+    pub fn scale(&self) -> f64 {
+        let max = self.vars.iter().map(|v| v.value.abs()).fold(0.0, f64::max);
+        (max / 1e4).max(1.0)
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// `dim=value, ...` for messages.
+pub(crate) fn describe(dims: &[String], key: &[String]) -> String {
+    let map: BTreeMap<&str, &str> = dims
+        .iter()
+        .map(String::as_str)
+        .zip(key.iter().map(String::as_str))
+        .collect();
+    dims.iter()
+        .map(|d| format!("{d}={}", map[d.as_str()]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,165 @@
+//! The table model: cells keyed by dimension values, with the per-unit statistics every rule needs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The dimension value that marks a margin: the cell sums over every value of that dimension.
+pub const TOTAL: &str = "Total";
+
+/// What a table's cells hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistic {
+    /// Number of rows in the cell.
+    Count,
+    /// Sum of the measure.
+    Sum,
+    /// Mean of the non-null measure values (rows); its additive counterpart is the sum.
+    Mean,
+    /// Smallest measure value.
+    Min,
+    /// Largest measure value.
+    Max,
+}
+
+impl Statistic {
+    /// Whether cells of this statistic add up along margins (directly, or through their sums).
+    pub fn is_additive(self) -> bool {
+        matches!(self, Statistic::Count | Statistic::Sum | Statistic::Mean)
+    }
+
+    /// The lower-case name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Statistic::Count => "count",
+            Statistic::Sum => "sum",
+            Statistic::Mean => "mean",
+            Statistic::Min => "min",
+            Statistic::Max => "max",
+        }
+    }
+}
+
+/// Per-unit contributions behind a magnitude cell. A unit's contribution is the total of its
+/// measure values in the cell: a person's 20 rows are one contributor.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contributions {
+    /// Sum of the per-unit totals: the cell's sum.
+    pub total: f64,
+    /// Sum of the absolute per-unit totals (equal to `total` when nothing is negative).
+    pub abs_total: f64,
+    /// Largest absolute per-unit total.
+    pub top1: f64,
+    /// Second largest absolute per-unit total (0 with a single contributor).
+    pub top2: f64,
+    /// Whether some unit's total in the cell is negative.
+    pub has_negative: bool,
+}
+
+/// One cell of a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// One value per table dimension, in the table's dimension order; [`TOTAL`] marks a margin.
+    pub key: Vec<String>,
+    /// The true value of the statistic (NaN for a mean, min or max without data).
+    pub value: f64,
+    /// Rows behind the cell.
+    pub rows: u64,
+    /// Distinct units (persons) behind the cell.
+    pub units: u64,
+    /// Units with at least one non-null measure value (equal to `units` for counts).
+    pub nonnull_units: u64,
+    /// Units whose total in the cell is not zero (equal to `units` for counts).
+    pub nonzero_units: u64,
+    /// Per-unit contributions; `None` for counts, or when the table does not carry them.
+    pub contributions: Option<Contributions>,
+}
+
+impl Cell {
+    /// The additive quantity behind the cell that margins sum: the count for counts, the sum of the
+    /// measure for sums and means. `None` for min and max.
+    pub fn additive_value(&self, statistic: Statistic) -> Option<f64> {
+        match statistic {
+            Statistic::Count => Some(self.value),
+            Statistic::Sum => Some(self.contributions.map_or(self.value, |c| c.total)),
+            Statistic::Mean => self.contributions.map(|c| c.total),
+            Statistic::Min | Statistic::Max => None,
+        }
+    }
+
+    /// Whether the cell is a margin in at least one dimension.
+    pub fn is_margin(&self) -> bool {
+        self.key.iter().any(|v| v == TOTAL)
+    }
+}
+
+/// A table: cells over named dimensions, margins included.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// A name for reports (a file name, an output name).
+    pub name: String,
+    /// Dimension (column) names.
+    pub dimensions: Vec<String>,
+    /// What the cells hold.
+    pub statistic: Statistic,
+    /// The measure column for sums, means, minima and maxima; `None` for counts.
+    pub measure: Option<String>,
+    /// The cells; keys are unique.
+    pub cells: Vec<Cell>,
+}
+
+impl Table {
+    /// A map from key to cell index.
+    pub fn index(&self) -> std::collections::HashMap<&[String], usize> {
+        self.cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.as_slice(), i))
+            .collect()
+    }
+
+    /// The key of cell `i` as dimension → value, `Total` for margins.
+    pub fn key_map(&self, i: usize) -> BTreeMap<String, String> {
+        self.dimensions
+            .iter()
+            .cloned()
+            .zip(self.cells[i].key.iter().cloned())
+            .collect()
+    }
+}
+
+/// A hierarchy of codes for one dimension: each code's parent, the top codes having `Total` as parent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hierarchy {
+    /// The dimension it applies to.
+    pub dimension: String,
+    /// code → parent code (`Total` for a top code).
+    pub parent: BTreeMap<String, String>,
+}
+
+impl Hierarchy {
+    /// The children of every node (`Total` included), each list in code order.
+    pub fn children(&self) -> BTreeMap<String, Vec<String>> {
+        let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (code, parent) in &self.parent {
+            children
+                .entry(parent.clone())
+                .or_default()
+                .push(code.clone());
+        }
+        children
+    }
+}
+
+/// A cell released before (from the project's release ledger): the attacker knows its value.
+/// It constrains the current tables when a cell there has the same quantity and key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishedCell {
+    /// The measure whose sum it is, `None` for a count.
+    pub measure: Option<String>,
+    /// Dimension → value for the dimensions it is broken down by (dimensions at `Total` may be left out).
+    pub key: BTreeMap<String, String>,
+    /// The released additive value (a count or a sum).
+    pub value: f64,
+}

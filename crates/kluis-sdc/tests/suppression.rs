@@ -1,0 +1,295 @@
+//! Secondary suppression and its audit: margins, hierarchies, linked tables, cells released before.
+
+mod common;
+
+use common::{cell, count_cell, count_table};
+use kluis_sdc::{
+    CellStatus, Hierarchy, PublishedCell, Release, Rounding, RuleSet, Statistic, TOTAL, Table,
+    TableStatus, apply_primary, audit, protect,
+};
+
+fn rules() -> RuleSet {
+    RuleSet::default_set()
+}
+
+fn no_class() -> RuleSet {
+    RuleSet::from_toml_str(
+        "name = \"t\"\nversion = 1\n[class_disclosure]\nzeros = false\nfull_share = false\n",
+    )
+    .unwrap()
+}
+
+fn release(tables: &[Table]) -> Release<'_> {
+    Release {
+        tables,
+        hierarchies: &[],
+        published: &[],
+    }
+}
+
+#[test]
+fn a_2x2_table_needs_the_whole_rectangle() {
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let rules = no_class();
+    // Suppressing only the primary cell is recomputable from its row margin.
+    let primary_only = apply_primary(&t, &rules, &[]).unwrap();
+    assert_eq!(
+        primary_only[cell(&t, &["a", "x"])].status,
+        CellStatus::Primary
+    );
+    let naive = audit(std::slice::from_ref(&t), &[primary_only], &[], &[], &rules).unwrap();
+    assert!(!naive.passed);
+    assert_eq!(naive.derivable, 1);
+
+    let report = &protect(release(std::slice::from_ref(&t)), &rules, Rounding::None).unwrap()[0];
+    assert!(report.audit.passed, "{}", report.to_text());
+    assert_eq!(report.status, TableStatus::Pass);
+    for key in [["a", "y"], ["b", "x"], ["b", "y"]] {
+        assert_eq!(
+            report.cells[cell(&t, &key)].status,
+            CellStatus::Secondary,
+            "{key:?}"
+        );
+        assert_eq!(report.cells[cell(&t, &key)].published, None);
+    }
+    // Margins stay published, with their true totals.
+    assert_eq!(report.cells[cell(&t, &["a", TOTAL])].published, Some(23.0));
+    assert_eq!(
+        report.cells[cell(&t, &[TOTAL, TOTAL])].published,
+        Some(88.0)
+    );
+    assert_eq!(report.secondary.secondary, 3);
+}
+
+#[test]
+fn a_3x3_table_suppresses_the_cheapest_rectangle() {
+    let t = count_table(
+        &["a", "b", "c"],
+        &["x", "y", "z"],
+        &[&[2, 40, 30], &[50, 60, 70], &[35, 80, 7]],
+    );
+    let rules = no_class();
+    let report = &protect(release(std::slice::from_ref(&t)), &rules, Rounding::None).unwrap()[0];
+    assert!(report.audit.passed, "{}", report.to_text());
+    let suppressed: Vec<Vec<String>> = report
+        .cells
+        .iter()
+        .filter(|c| c.status.is_suppressed())
+        .map(|c| vec![c.key["row"].clone(), c.key["col"].clone()])
+        .collect();
+    // (a,x) = 2 and (c,z) = 7 are primary; the cheapest pattern is the rectangle through both
+    // corners: (a,z) = 30 and (c,x) = 35.
+    let k = |r: &str, c: &str| vec![r.to_string(), c.to_string()];
+    assert_eq!(suppressed.len(), 4, "{}", report.to_text());
+    for key in [k("a", "x"), k("c", "z"), k("a", "z"), k("c", "x")] {
+        assert!(suppressed.contains(&key), "{key:?} in {}", report.to_text());
+    }
+    // Each primary interval is wide enough.
+    for c in report
+        .cells
+        .iter()
+        .filter(|c| c.status == CellStatus::Primary)
+    {
+        let (lo, hi) = c.interval.unwrap();
+        assert!(hi.unwrap() - lo >= rules.protection.required_width(c.value.unwrap()) - 1e-9);
+    }
+}
+
+#[test]
+fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
+    // region: A has one child A1; B has children B1, B2.
+    let h = Hierarchy {
+        dimension: "region".into(),
+        parent: [
+            ("A", TOTAL),
+            ("A1", "A"),
+            ("B", TOTAL),
+            ("B1", "B"),
+            ("B2", "B"),
+        ]
+        .into_iter()
+        .map(|(c, p)| (c.to_string(), p.to_string()))
+        .collect(),
+    };
+    let cells = [
+        ("A", 4),
+        ("A1", 4),
+        ("B", 90),
+        ("B1", 40),
+        ("B2", 50),
+        (TOTAL, 94),
+    ]
+    .into_iter()
+    .map(|(k, v)| count_cell(&[k], v))
+    .collect();
+    let t = Table {
+        name: "h".into(),
+        dimensions: vec!["region".into()],
+        statistic: Statistic::Count,
+        measure: None,
+        cells,
+    };
+    let rules = no_class();
+    let hs = [h];
+    let r = &protect(
+        Release {
+            tables: std::slice::from_ref(&t),
+            hierarchies: &hs,
+            published: &[],
+        },
+        &rules,
+        Rounding::None,
+    )
+    .unwrap()[0];
+    assert!(r.audit.passed, "{}", r.to_text());
+    assert_eq!(r.cells[cell(&t, &["A1"])].status, CellStatus::Primary);
+    assert_eq!(
+        r.cells[cell(&t, &["A"])].status,
+        CellStatus::Primary,
+        "A equals A1 and has 4 units too"
+    );
+    // A's value must not be recoverable as Total − B: B or Total must go too.
+    let b = r.cells[cell(&t, &["B"])].status.is_suppressed();
+    let total = r.cells[cell(&t, &[TOTAL])].status.is_suppressed();
+    assert!(b || total, "{}", r.to_text());
+}
+
+#[test]
+fn linked_tables_are_protected_together() {
+    // Two tables share the margin by `row`: protecting one must not be undone through the other.
+    let t1 = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let mut t2 = count_table(&["a", "b"], &["p", "q"], &[&[11, 12], &[30, 35]]);
+    t2.name = "t2".into();
+    t2.dimensions = vec!["row".into(), "other".into()];
+    let rules = no_class();
+    let tables = [t1, t2];
+    let reports = protect(release(&tables), &rules, Rounding::None).unwrap();
+    assert!(reports[0].audit.passed);
+    // The row margin (a, Total) is the same quantity in both tables: same status in both.
+    let a1 = reports[0].cells[cell(&tables[0], &["a", TOTAL])].status;
+    let a2 = reports[1].cells[cell(&tables[1], &["a", TOTAL])].status;
+    assert_eq!(a1.is_suppressed(), a2.is_suppressed());
+}
+
+#[test]
+fn cells_released_before_constrain_the_pattern() {
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let rules = no_class();
+    // Without history the pattern is the 2x2 rectangle; with (b, y) released before, the
+    // rectangle no longer protects (a, x): the pattern must reach the margins.
+    let published = [PublishedCell {
+        measure: None,
+        key: [
+            ("row".to_string(), "b".to_string()),
+            ("col".to_string(), "y".to_string()),
+        ]
+        .into(),
+        value: 40.0,
+    }];
+    let r = &protect(
+        Release {
+            tables: std::slice::from_ref(&t),
+            hierarchies: &[],
+            published: &published,
+        },
+        &rules,
+        Rounding::None,
+    )
+    .unwrap()[0];
+    assert!(r.audit.passed, "{}", r.to_text());
+    assert_eq!(r.cells[cell(&t, &["b", "y"])].status, CellStatus::Ok);
+    assert!(
+        r.cells[cell(&t, &["a", TOTAL])].status.is_suppressed()
+            || r.cells[cell(&t, &[TOTAL, "x"])].status.is_suppressed()
+    );
+    let (lo, hi) = r.cells[cell(&t, &["a", "x"])].interval.unwrap();
+    assert!(hi.unwrap_or(f64::INFINITY) - lo >= 2.0);
+}
+
+#[test]
+fn a_primary_cell_released_before_cannot_be_protected() {
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let published = [PublishedCell {
+        measure: None,
+        key: [
+            ("row".to_string(), "a".to_string()),
+            ("col".to_string(), "x".to_string()),
+        ]
+        .into(),
+        value: 3.0,
+    }];
+    let r = &protect(
+        Release {
+            tables: std::slice::from_ref(&t),
+            hierarchies: &[],
+            published: &published,
+        },
+        &no_class(),
+        Rounding::None,
+    )
+    .unwrap()[0];
+    assert_eq!(r.status, TableStatus::Fail);
+    assert!(!r.audit.passed);
+}
+
+#[test]
+fn margins_that_do_not_add_up_are_rejected() {
+    let mut t = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let i = cell(&t, &["a", TOTAL]);
+    t.cells[i].value = 24.0;
+    let err = protect(release(std::slice::from_ref(&t)), &rules(), Rounding::None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row=a, col=Total") && err.contains("sum to 23"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rounding_shows_in_published_values() {
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[13, 20], &[25, 40]]);
+    let r = &protect(
+        release(std::slice::from_ref(&t)),
+        &no_class(),
+        Rounding::Midpoint6,
+    )
+    .unwrap()[0];
+    assert_eq!(r.cells[cell(&t, &["a", "x"])].published, Some(15.0));
+    assert_eq!(r.cells[cell(&t, &["a", "x"])].value, Some(13.0));
+    assert_eq!(r.rounding, "midpoint6");
+}
+
+#[test]
+fn report_json_has_the_fixed_shape() {
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[3, 20], &[25, 40]]);
+    let r = &protect(
+        release(std::slice::from_ref(&t)),
+        &no_class(),
+        Rounding::None,
+    )
+    .unwrap()[0];
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["status"], "pass");
+    assert_eq!(json["rules"]["name"], "t");
+    let c = &json["cells"][0];
+    assert_eq!(c["key"]["row"], "a");
+    assert_eq!(c["key"]["col"], "x");
+    assert_eq!(c["value"], 3.0);
+    assert!(c["published"].is_null());
+    assert_eq!(c["status"], "primary");
+    assert_eq!(c["reasons"], serde_json::json!(["threshold"]));
+    assert_eq!(c["rows"], 3);
+    assert_eq!(c["units"], 3);
+    // ACRO results.json fields: per-check flagged positions.
+    assert_eq!(json["acro"]["files"][0]["sdc"]["summary"]["threshold"], 1);
+    assert_eq!(
+        json["acro"]["files"][0]["sdc"]["cells"]["threshold"],
+        serde_json::json!([[0, 0]])
+    );
+    let text = r.to_text();
+    assert!(
+        text.contains("primary") && text.contains("threshold") && text.contains("secondary"),
+        "{text}"
+    );
+}
