@@ -5,6 +5,7 @@ pub mod codelists;
 pub mod groups;
 pub mod insz;
 pub mod rules;
+pub mod schema;
 
 pub use codelists::{Country, country};
 pub use groups::{

@@ -368,9 +368,11 @@ impl State {
     }
 
     /// A registered project.
+    /// The project with this id, also found by its authorisation's id (`23/224` for `23-224`).
     pub fn project(&self, id: &str) -> Result<Project<'_>, StateError> {
         let mut all = self.projects()?;
-        match all.iter().position(|p| p.id == id) {
+        let wanted = crate::authorisation::project_id(id);
+        match all.iter().position(|p| p.id == wanted) {
             Some(i) => Ok(Project {
                 state: self,
                 record: all.swap_remove(i),

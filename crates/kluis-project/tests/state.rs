@@ -144,6 +144,14 @@ fn a_steward_registers_a_project_and_anyone_else_is_refused_and_audited() {
     );
     assert!(project.released_dir().is_dir());
 
+    // Found by its project id or by its authorisation's id; anything else names the projects.
+    assert_eq!(state.project("99/001").unwrap().id(), "99-001");
+    let unknown = state.project("99/002").unwrap_err().to_string();
+    assert!(
+        unknown.contains("99/002") && unknown.contains("99-001"),
+        "{unknown}"
+    );
+
     let again = state
         .create_project(&demo(), DEMO, "demo.toml", "sam", today)
         .unwrap_err();

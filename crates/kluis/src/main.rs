@@ -41,12 +41,18 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Destroy projects past their retention date.
     Retention(cmd::retention::Args),
+    /// Write a project's phase-1 extract (pseudonymised, minimised sample); verify one.
+    Extract(cmd::extract::Args),
     /// Output disclosure control: check and protect tables (from microdata or finished tables).
     Sdc(cmd::sdc::Args),
     /// Re-identification risk of a microdata file: k-anonymity, uniques, l-diversity, prosecutor risk.
     Risk(cmd::risk::Args),
-    /// Check and run analysis jobs (SQL over person_years) with per-cell privacy statistics.
-    Job(cmd::job::Args),
+    /// Generate a calibrated synthetic employee population as a warehouse.
+    Generate(cmd::generate::Args),
+    /// Load persons and person-years (CSV or Parquet) into a warehouse, checking every row.
+    Ingest(cmd::ingest::Args),
+    /// Show or export a warehouse.
+    Warehouse(cmd::warehouse::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,9 +66,12 @@ fn main() -> ExitCode {
         Command::Project(args) => cmd::project::run(args, &globals),
         Command::Audit(args) => cmd::audit::run(args, &globals),
         Command::Retention(args) => cmd::retention::run(args, &globals),
+        Command::Extract(args) => cmd::extract::run(args, &globals),
         Command::Sdc(args) => cmd::sdc::run(args),
         Command::Risk(args) => cmd::risk::run(args),
-        Command::Job(args) => cmd::job::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Ingest(args) => cmd::ingest::run(args),
+        Command::Warehouse(args) => cmd::warehouse::run(args),
     };
     match result {
         Ok(status) => status,

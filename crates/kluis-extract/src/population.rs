@@ -1,0 +1,541 @@
+//! The project's population, read from the warehouse in two streaming passes: the first finds
+//! the qualifying person-years and each person's stratum, then the whole qualifying population is
+//! numbered with the project key; the second codes the person-years of one year at a time.
+
+use std::fs::File;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+use kluis_model::EmployerGroup;
+use kluis_model::codelists;
+use kluis_model::schema::{person_years as py, persons as ps};
+use kluis_project::Authorisation;
+use kluis_pseudo::{ProjectKey, PseudonymMap};
+use kluis_warehouse::Warehouse;
+use kluis_warehouse::dates::year_of;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rustc_hash::FxHashMap;
+
+use crate::coding::{Columns, Facts, NONE8, NONE16, Row, code_position, country_index};
+use crate::error::{Error, Result};
+
+/// How a person's age in a year is computed (recorded in the codebook and manifest).
+pub const AGE_RULE: &str =
+    "age in a year = that year minus the birth year (the age reached during the year)";
+/// Which person-years qualify.
+pub const QUALIFYING_RULE: &str = "a person-year qualifies when its year lies in the authorised period, the person's age that year lies in the authorised range, its employment status (statuut) is authorised, and its employer type belongs to an employer group of one of the authorisation's strata";
+/// Which stratum a person belongs to.
+pub const STRATUM_RULE: &str = "a person belongs to the first stratum, in the order the authorisation lists them, in whose employer groups the person has at least one qualifying person-year (so with strata federal, then other: a person with any qualifying federal year is federal)";
+
+/// A stratum of the population.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StratumPopulation {
+    pub name: String,
+    pub employer_groups: Vec<EmployerGroup>,
+    /// Persons the authorisation lets phase 1 sample.
+    pub sample_size: u32,
+    /// Persons in the stratum.
+    pub persons: u64,
+    /// Their qualifying person-years.
+    pub person_years: u64,
+}
+
+/// A stratified simple random sample of persons without replacement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub seed: u64,
+    /// Per stratum (in authorisation order), the sampled pseudonyms, ascending.
+    pub strata: Vec<Vec<u32>>,
+    selected: Vec<bool>,
+}
+
+impl Sample {
+    pub fn contains(&self, pseudonym: u32) -> bool {
+        self.selected
+            .get(pseudonym as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// Which person-years qualify, as lookups by code.
+#[derive(Debug, Clone)]
+struct Rules {
+    first_year: i32,
+    last_year: i32,
+    min_age: i32,
+    max_age: i32,
+    statuut: [bool; 256],
+    /// Employer type code → index of the first stratum holding its group, or NONE8.
+    stratum_of_type: [u8; 256],
+}
+
+impl Rules {
+    fn new(authorisation: &Authorisation) -> Result<Rules> {
+        if authorisation.strata.len() >= NONE8 as usize {
+            return Err(Error::TooManyStrata(authorisation.strata.len()));
+        }
+        let p = &authorisation.population;
+        let mut statuut = [false; 256];
+        for &code in &p.statuut {
+            statuut[code as usize] = true;
+        }
+        let mut stratum_of_type = [NONE8; 256];
+        for t in codelists::employer_types() {
+            if let Some(i) = authorisation
+                .strata
+                .iter()
+                .position(|s| s.employer_groups.contains(&t.group))
+            {
+                stratum_of_type[t.code as usize] = i as u8;
+            }
+        }
+        Ok(Rules {
+            first_year: p.first_year,
+            last_year: p.last_year,
+            min_age: p.min_age as i32,
+            max_age: p.max_age as i32,
+            statuut,
+            stratum_of_type,
+        })
+    }
+
+    /// The stratum index a qualifying person-year counts towards, or None.
+    fn qualifies(
+        &self,
+        year: i32,
+        birth_year: i32,
+        statuut: i32,
+        employer_type: i32,
+    ) -> Option<u8> {
+        let age = year - birth_year;
+        let byte = |v: i32| u8::try_from(v).ok();
+        if !(self.first_year..=self.last_year).contains(&year)
+            || !(self.min_age..=self.max_age).contains(&age)
+            || !byte(statuut).is_some_and(|s| self.statuut[s as usize])
+        {
+            return None;
+        }
+        let stratum = self.stratum_of_type[byte(employer_type)? as usize];
+        (stratum != NONE8).then_some(stratum)
+    }
+}
+
+/// The years of the authorised period the warehouse does not have.
+pub fn missing_years(warehouse: &Warehouse, authorisation: &Authorisation) -> Vec<i32> {
+    let p = &authorisation.population;
+    (p.first_year..=p.last_year)
+        .filter(|y| !warehouse.years().contains(y))
+        .collect()
+}
+
+/// A project's whole qualifying population, numbered and ready to be coded year by year.
+/// It holds INSZ numbers (to join the warehouse tables): it stays on the provider's side, and
+/// `Debug` shows counts only.
+pub struct CodedPopulation {
+    warehouse: Warehouse,
+    columns: Columns,
+    rules: Rules,
+    strata: Vec<StratumPopulation>,
+    /// INSZ → person row.
+    index: FxHashMap<i64, u32>,
+    facts: Vec<Facts>,
+    /// Per person row: stratum index, or NONE8 outside the population.
+    stratum_of: Vec<u8>,
+    /// Per person row: sequence number, 0 outside the population.
+    number_of: Vec<u32>,
+    map: PseudonymMap,
+}
+
+impl std::fmt::Debug for CodedPopulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CodedPopulation({} persons in {} strata)",
+            self.map.len(),
+            self.strata.len()
+        )
+    }
+}
+
+/// Reads the warehouse, selects the authorisation's qualifying person-years (see
+/// [`QUALIFYING_RULE`], [`AGE_RULE`]), assigns every person a stratum ([`STRATUM_RULE`]) and
+/// numbers the whole qualifying population with the project key ([`PseudonymMap`]).
+/// Refuses a warehouse that lacks a year of the authorised period.
+pub fn coded_population(
+    warehouse: &Warehouse,
+    authorisation: &Authorisation,
+    key: &ProjectKey,
+) -> Result<CodedPopulation> {
+    let missing = missing_years(warehouse, authorisation);
+    if !missing.is_empty() {
+        return Err(Error::MissingYears {
+            dir: warehouse.dir().to_owned(),
+            authorisation: authorisation.id.clone(),
+            first: authorisation.population.first_year,
+            last: authorisation.population.last_year,
+            missing,
+            have: warehouse.years().to_vec(),
+        });
+    }
+    let columns = Columns::new(authorisation)?;
+    let rules = Rules::new(authorisation)?;
+    let (index, facts, insz) = load_persons(warehouse)?;
+
+    let mut stratum_of = vec![NONE8; facts.len()];
+    let mut person_years_of = vec![0u16; facts.len()];
+    for year in rules.first_year..=rules.last_year {
+        for batch in projected(warehouse, year, &[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])? {
+            let batch = batch?;
+            let insz_col = batch.column(0).as_primitive::<Int64Type>();
+            let types = batch.column(1).as_primitive::<Int32Type>();
+            let statuut = batch.column(2).as_primitive::<Int32Type>();
+            for row in 0..batch.num_rows() {
+                let Some(&person) = index.get(&insz_col.value(row)) else {
+                    return Err(Error::UnknownPerson { year, row });
+                };
+                let person = person as usize;
+                let birth_year = facts[person].birth_year();
+                if let Some(s) =
+                    rules.qualifies(year, birth_year, statuut.value(row), types.value(row))
+                {
+                    stratum_of[person] = stratum_of[person].min(s);
+                    person_years_of[person] = person_years_of[person].saturating_add(1);
+                }
+            }
+        }
+    }
+
+    let map = PseudonymMap::build(
+        key,
+        insz.iter()
+            .zip(&stratum_of)
+            .filter(|(_, s)| **s != NONE8)
+            .map(|(&n, _)| n as u64),
+    )?;
+    let mut number_of = vec![0u32; facts.len()];
+    let mut strata: Vec<StratumPopulation> = authorisation
+        .strata
+        .iter()
+        .map(|s| StratumPopulation {
+            name: s.name.clone(),
+            employer_groups: s.employer_groups.clone(),
+            sample_size: s.sample_size,
+            persons: 0,
+            person_years: 0,
+        })
+        .collect();
+    for (person, &s) in stratum_of.iter().enumerate() {
+        if s != NONE8 {
+            number_of[person] = map
+                .number(insz[person] as u64)
+                .expect("every qualifying person is in the map");
+            strata[s as usize].persons += 1;
+            strata[s as usize].person_years += person_years_of[person] as u64;
+        }
+    }
+    Ok(CodedPopulation {
+        warehouse: warehouse.clone(),
+        columns,
+        rules,
+        strata,
+        index,
+        facts,
+        stratum_of,
+        number_of,
+        map,
+    })
+}
+
+/// INSZ → person row, each row's compact facts, and each row's INSZ.
+type Persons = (FxHashMap<i64, u32>, Vec<Facts>, Vec<i64>);
+
+/// Reads `persons` into compact facts.
+fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
+    let mut index = FxHashMap::default();
+    let mut facts = Vec::new();
+    let mut insz_of = Vec::new();
+    for batch in warehouse.persons_batches()? {
+        let batch = batch?;
+        let col = |name: &str| batch.column_by_name(name).expect("schema checked on read");
+        let insz = col(ps::INSZ).as_primitive::<Int64Type>();
+        let sex = col(ps::SEX).as_string::<i32>();
+        let birth = col(ps::BIRTH_DATE).as_primitive::<Date32Type>();
+        let countries = [
+            (
+                ps::COUNTRY_OF_BIRTH,
+                col(ps::COUNTRY_OF_BIRTH).as_string::<i32>(),
+            ),
+            (
+                ps::FIRST_NATIONALITY,
+                col(ps::FIRST_NATIONALITY).as_string::<i32>(),
+            ),
+            (
+                ps::FATHER_FIRST_NATIONALITY,
+                col(ps::FATHER_FIRST_NATIONALITY).as_string::<i32>(),
+            ),
+            (
+                ps::MOTHER_FIRST_NATIONALITY,
+                col(ps::MOTHER_FIRST_NATIONALITY).as_string::<i32>(),
+            ),
+        ];
+        let registration = col(ps::REGISTRATION_DATE).as_primitive::<Date32Type>();
+        let naturalisation = col(ps::NATURALISATION_DATE).as_primitive::<Date32Type>();
+        let education = col(ps::EDUCATION_LEVEL).as_primitive::<Int32Type>();
+        let study = col(ps::STUDY_FIELD).as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            let position = facts.len();
+            let bad = |column: &'static str, value: &str, expected: &'static str| Error::BadValue {
+                table: "persons",
+                context: format!("row {}", position + 1),
+                column,
+                value: value.to_owned(),
+                expected,
+            };
+            let mut codes = [NONE16; 4];
+            for (slot, (name, array)) in codes.iter_mut().zip(&countries) {
+                if array.is_valid(row) {
+                    let code = array.value(row);
+                    *slot = country_index(code)
+                        .ok_or_else(|| bad(name, code, "an alpha-2 code of `countries`"))?;
+                }
+            }
+            let year =
+                |a: &arrow::array::Date32Array| a.is_valid(row).then(|| year_of(a.value(row)));
+            let sex_code = code_position("sexes", sex.value(row))
+                .ok_or_else(|| bad(ps::SEX, sex.value(row), "M or F"))?;
+            let level = if education.is_valid(row) {
+                u8::try_from(education.value(row))
+                    .ok()
+                    .filter(|l| *l <= 9)
+                    .ok_or_else(|| {
+                        bad(
+                            ps::EDUCATION_LEVEL,
+                            &education.value(row).to_string(),
+                            "an ISCED level 0-9",
+                        )
+                    })?
+            } else {
+                NONE8
+            };
+            let field = if study.is_valid(row) {
+                code_position("iscedf_fields", study.value(row)).ok_or_else(|| {
+                    bad(
+                        ps::STUDY_FIELD,
+                        study.value(row),
+                        "an ISCED-F broad field 00-10 or 99",
+                    )
+                })?
+            } else {
+                NONE8
+            };
+            let n = insz.value(row);
+            if index.insert(n, position as u32).is_some() {
+                return Err(Error::BadValue {
+                    table: "persons",
+                    context: format!("row {}", position + 1),
+                    column: ps::INSZ,
+                    value: "(a number already seen in an earlier row)".to_owned(),
+                    expected: "each person once",
+                });
+            }
+            insz_of.push(n);
+            facts.push(Facts::new(
+                year_of(birth.value(row)),
+                year(registration),
+                year(naturalisation),
+                codes,
+                sex_code,
+                level,
+                field,
+            ));
+        }
+    }
+    Ok((index, facts, insz_of))
+}
+
+/// The named columns of one year's person-years, in file order.
+fn projected(
+    warehouse: &Warehouse,
+    year: i32,
+    names: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let mut readers = Vec::new();
+    for path in warehouse.person_years_files(year)? {
+        let file = File::open(&path).map_err(Error::io(&path))?;
+        let context = path.display().to_string();
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(Error::parquet(&context))?;
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(kluis_warehouse::BATCH_ROWS)
+            .build()
+            .map_err(Error::parquet(&context))?;
+        readers.push((context, reader));
+    }
+    Ok(readers.into_iter().flat_map(|(context, reader)| {
+        reader.map(move |batch| batch.map_err(Error::arrow(context.clone())))
+    }))
+}
+
+impl CodedPopulation {
+    /// The strata with their population sizes, in authorisation order.
+    pub fn strata(&self) -> &[StratumPopulation] {
+        &self.strata
+    }
+
+    /// Persons in the population (N: the sequence numbers run 1..=N).
+    pub fn persons(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The years the population spans, ascending.
+    pub fn years(&self) -> std::ops::RangeInclusive<i32> {
+        self.rules.first_year..=self.rules.last_year
+    }
+
+    /// The INSZ → sequence number map, to save encrypted on the provider side
+    /// (`Grant::save_pseudonym_map`). Never part of any output.
+    pub fn pseudonym_map(&self) -> &PseudonymMap {
+        &self.map
+    }
+
+    /// The schema of [`CodedPopulation::year_batch`].
+    pub fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.columns.schema()
+    }
+
+    /// The pseudonyms of a stratum's persons, ascending.
+    pub fn stratum_pseudonyms(&self, stratum: usize) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .stratum_of
+            .iter()
+            .zip(&self.number_of)
+            .filter(|(s, _)| **s as usize == stratum)
+            .map(|(_, &n)| n)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// A simple random sample without replacement of each stratum's authorised size (all of
+    /// the stratum when it is smaller). Persons are taken in pseudonym order and each stratum
+    /// draws from its own ChaCha8 stream of `seed`, so the sample depends only on the seed and
+    /// the numbered population.
+    pub fn sample(&self, seed: u64) -> Sample {
+        let mut selected = vec![false; self.persons() + 1];
+        let strata = self
+            .strata
+            .iter()
+            .enumerate()
+            .map(|(i, stratum)| {
+                let mut persons = self.stratum_pseudonyms(i);
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(i as u64);
+                let k = (stratum.sample_size as usize).min(persons.len());
+                // Partial Fisher-Yates: the first k places get a uniform k-subset.
+                for j in 0..k {
+                    let pick = rng.random_range(j..persons.len());
+                    persons.swap(j, pick);
+                }
+                persons.truncate(k);
+                persons.sort_unstable();
+                for &n in &persons {
+                    selected[n as usize] = true;
+                }
+                persons
+            })
+            .collect();
+        Sample {
+            seed,
+            strata,
+            selected,
+        }
+    }
+
+    /// The coded person-years of `year`, sorted by pseudonym: all of the population's (phase 2)
+    /// or only the sampled persons' (phase 1).
+    pub fn year_batch(&self, year: i32, sample: Option<&Sample>) -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        let mut picked: Vec<(u32, u32, u32, u32)> = Vec::new();
+        for batch in self.warehouse.person_years_batches(year)? {
+            let batch = batch?;
+            let b = batches.len() as u32;
+            let insz = batch.column(0).as_primitive::<Int64Type>();
+            let types = col_i32(&batch, py::EMPLOYER_TYPE);
+            let statuut = col_i32(&batch, py::STATUUT);
+            for row in 0..batch.num_rows() {
+                let Some(&person) = self.index.get(&insz.value(row)) else {
+                    return Err(Error::UnknownPerson { year, row });
+                };
+                let number = self.number_of[person as usize];
+                if number == 0 || sample.is_some_and(|s| !s.contains(number)) {
+                    continue;
+                }
+                let birth_year = self.facts[person as usize].birth_year();
+                if self
+                    .rules
+                    .qualifies(year, birth_year, statuut.value(row), types.value(row))
+                    .is_some()
+                {
+                    picked.push((number, b, row as u32, person));
+                }
+            }
+            batches.push(batch);
+        }
+        picked.sort_unstable();
+        let mut builder = self.columns.builder(picked.len());
+        for (number, b, row, person) in picked {
+            let batch = &batches[b as usize];
+            let row = row as usize;
+            let nationality = batch
+                .column_by_name(py::CURRENT_NATIONALITY)
+                .expect("schema checked")
+                .as_string::<i32>()
+                .value(row);
+            let current_nationality =
+                country_index(nationality).ok_or_else(|| Error::BadValue {
+                    table: "person_years",
+                    context: format!("year {year}, row {}", row + 1),
+                    column: py::CURRENT_NATIONALITY,
+                    value: nationality.to_owned(),
+                    expected: "an alpha-2 code of `countries`",
+                })?;
+            let text = |name| {
+                batch
+                    .column_by_name(name)
+                    .expect("schema checked")
+                    .as_string::<i32>()
+                    .value(row)
+            };
+            let stratum = &self.strata[self.stratum_of[person as usize] as usize].name;
+            builder.push(
+                number,
+                stratum,
+                &Row {
+                    year,
+                    person: &self.facts[person as usize],
+                    region: text(py::REGION),
+                    current_nationality,
+                    employer_type: u8::try_from(col_i32(batch, py::EMPLOYER_TYPE).value(row))
+                        .unwrap_or(NONE8),
+                    statuut: u8::try_from(col_i32(batch, py::STATUUT).value(row)).unwrap_or(NONE8),
+                    nace: text(py::NACE),
+                },
+            );
+        }
+        builder.finish()
+    }
+}
+
+fn col_i32<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::Int32Array {
+    batch
+        .column_by_name(name)
+        .expect("schema checked on read")
+        .as_primitive::<Int32Type>()
+}
