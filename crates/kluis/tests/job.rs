@@ -1,4 +1,5 @@
-//! End-to-end: `kluis job check` and `kluis job run --on sample` on a synthetic extract.
+//! End-to-end: `kluis job check` and `kluis job run` on a synthetic extract (policy, limits,
+//! bad input) and on a real one cut from a generated warehouse, then on the full population.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -124,43 +125,6 @@ fn check_names_file_field_and_allowed_values_of_a_bad_job_toml() {
 }
 
 #[test]
-fn run_on_a_sample_writes_tables_cells_and_report() {
-    let tmp = tempfile::tempdir().unwrap();
-    let extract = tmp.path().join("extract");
-    let per_region = write_extract(&extract, 30);
-    std::fs::write(
-        extract.join("manifest.json"),
-        r#"{"sampling_fraction": 0.25}"#,
-    )
-    .unwrap();
-    let job = tmp.path().join("job");
-    write_job(&job, &[("persons", "count", PERSONS)]);
-    kluis()
-        .args(["job", "run"])
-        .arg(&job)
-        .args(["--on", "sample", "--extract"])
-        .arg(&extract)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("persons: 4 cells with margins"));
-    let out = job.join("results").join("sample");
-    let result = std::fs::read_to_string(out.join("persons.csv")).unwrap();
-    let mut expected = String::from("region,persons\n");
-    for (region, n) in &per_region {
-        expected.push_str(&format!("{region},{n}\n"));
-    }
-    assert_eq!(result, expected);
-    let cells = std::fs::read_to_string(out.join("persons.cells.csv")).unwrap();
-    assert!(cells.contains("\nTotal,region,30,30,"), "{cells}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["scale_factor"], 4.0);
-    assert_eq!(report["project"], "P-1");
-    // 10 persons per region, times 4, is above 10: nothing at risk.
-    assert_eq!(report["outputs"][0]["at_risk"].as_array().unwrap().len(), 0);
-}
-
-#[test]
 fn run_reports_memory_and_time_limits_as_runtime_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let extract = tmp.path().join("extract");
@@ -194,4 +158,210 @@ fn run_reports_memory_and_time_limits_as_runtime_errors() {
         !job.join("results").join("sample").exists(),
         "a failed run leaves no results"
     );
+}
+
+mod common;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use common::{Env, REAL_DAY};
+
+const BY_REGION: &str =
+    "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region";
+const BY_YEAR_SEX: &str =
+    "SELECT year, sex, count(*) AS person_years FROM person_years GROUP BY year, sex";
+
+/// region -> distinct pseudonyms, straight from the extract's Parquet file.
+fn direct_persons_by_region(parquet: &Path) -> BTreeMap<String, usize> {
+    let file = std::fs::File::open(parquet).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut sets: BTreeMap<String, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let p = batch
+            .column_by_name("pseudonym")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let r = batch.column_by_name("region").unwrap().as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let region = if r.is_null(i) { "" } else { r.value(i) };
+            sets.entry(region.to_string())
+                .or_default()
+                .insert(p.value(i));
+        }
+    }
+    sets.into_iter().map(|(k, v)| (k, v.len())).collect()
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_job_matches_a_direct_computation_on_the_sample_and_runs_unchanged_on_the_full_view() {
+    use arrow::array::Array;
+    let env = Env::new(3000);
+    let job = env.job(
+        "careers",
+        &[
+            ("by_region", "count", BY_REGION),
+            ("by_year_sex", "count", BY_YEAR_SEX),
+        ],
+    );
+    env.kluis("", REAL_DAY)
+        .args(["job", "check"])
+        .arg(&job)
+        .arg("--extract")
+        .arg(env.extract())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "ok       by_region: count of `persons` by region",
+        ));
+
+    // On the sample: the same numbers as a direct computation.
+    env.run_sample(&job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would probably fail rule set `default` at full scale",
+        ));
+    let results = job.join("results").join("sample");
+    let csv = std::fs::read_to_string(results.join("by_region.csv")).unwrap();
+    assert!(csv.starts_with("region,persons\n"), "{csv}");
+    let direct: Vec<String> = direct_persons_by_region(&env.extract().join("person_years.parquet"))
+        .into_iter()
+        .map(|(region, n)| format!("{region},{n}"))
+        .collect();
+    assert_eq!(sorted_lines(&csv), direct);
+    // The forecast scales by each stratum's sampling fraction.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap())
+            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.extract().join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    for (s, m) in report["strata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(manifest["strata"].as_array().unwrap())
+    {
+        assert_eq!(s["name"], m["name"]);
+        assert_eq!(s["sampled_units"], m["sampled_persons"]);
+        let f = s["factor"].as_f64().unwrap() * m["sampling_fraction"].as_f64().unwrap();
+        assert!((f - 1.0).abs() < 1e-9, "{s} {m}");
+    }
+    for cell in report["outputs"][0]["at_risk"].as_array().unwrap() {
+        assert!(cell["scaled_units"].as_f64().unwrap() >= cell["nonnull_units"].as_f64().unwrap());
+    }
+
+    // Unchanged on the full view: stored for review, totals of the whole population.
+    env.run_full("rita", &job)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("99-001-0001  by_region"))
+        .stdout(predicate::str::contains("99-001-0002  by_year_sex"));
+    let outputs = env.outputs();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0]["status"], "pending");
+    assert_eq!(outputs[0]["submitter"], "rita");
+    assert_eq!(outputs[0]["dimensions"], serde_json::json!(["region"]));
+    assert_eq!(outputs[0]["measure"], "persons");
+    let shown = env
+        .kluis("vera", REAL_DAY)
+        .args(["output", "show", "99-001-0001", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let population: u64 = manifest["strata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["population_persons"].as_u64().unwrap())
+        .sum();
+    let total = shown["report"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"]["region"] == "Total")
+        .unwrap();
+    assert_eq!(total["value"].as_f64().unwrap() as u64, population);
+    assert_eq!(total["units"].as_u64().unwrap(), population);
+    let shown = env
+        .kluis("vera", REAL_DAY)
+        .args(["output", "show", "99-001-0002", "--json"])
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let person_years: u64 = manifest["strata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["population_person_years"].as_u64().unwrap())
+        .sum();
+    let total = shown["report"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"]["year"] == "Total" && c["key"]["sex"] == "Total")
+        .unwrap();
+    assert_eq!(total["value"].as_f64().unwrap() as u64, person_years);
+
+    // Nothing of the full run was written beside the job.
+    let beside: Vec<_> = std::fs::read_dir(job.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, vec![std::ffi::OsString::from("sample")]);
+    // The run is audited, without pseudonyms.
+    assert!(env.audit().contains("job run"));
+}
+
+#[test]
+fn a_full_run_refuses_the_wrong_project_a_bad_column_and_a_non_researcher() {
+    let env = Env::new(1500);
+    let job = env.job("careers", &[("by_region", "count", BY_REGION)]);
+    // Only researchers (or stewards) run jobs.
+    env.run_full("vera", &job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs the researcher role"));
+    // The job names another project.
+    let text = std::fs::read_to_string(job.join("job.toml"))
+        .unwrap()
+        .replace("99/001", "98/001");
+    std::fs::write(job.join("job.toml"), text).unwrap();
+    env.run_full("rita", &job)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "job.toml: field `project` is \"98/001\"",
+        ));
+    // A column the view does not have names the SQL file and the column.
+    let bad = env.job(
+        "bad",
+        &[(
+            "salary",
+            "sum",
+            "SELECT region, sum(salary) AS s FROM person_years GROUP BY region",
+        )],
+    );
+    env.run_full("rita", &bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("salary.sql"))
+        .stderr(predicate::str::contains("salary"));
+    assert!(env.outputs().is_empty(), "nothing stored");
 }
