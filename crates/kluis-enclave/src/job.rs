@@ -1,61 +1,10 @@
 //! Jobs: a directory with `job.toml` and the SQL files it names.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use kluis_sdc::Statistic;
 use serde::Deserialize;
-
-/// What kind of statistic an output's measure is; the disclosure rules depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Statistic {
-    /// A frequency: `count(*)`, `count(DISTINCT pseudonym)`, `count(x)`.
-    Count,
-    /// A total: `sum(x)`.
-    Sum,
-    /// An average: `avg(x)`, or a ratio whose numerator is `sum(x)`.
-    Mean,
-    /// A minimum: `min(x)`.
-    Min,
-    /// A maximum: `max(x)`.
-    Max,
-    /// A proportion within the cell, e.g. `avg(CASE WHEN ... THEN 1.0 ELSE 0.0 END)`
-    /// or `sum(x) / count(*)`.
-    Share,
-}
-
-impl Statistic {
-    pub const ALLOWED: &'static str = "count, sum, mean, min, max, share";
-
-    pub fn parse(text: &str) -> Option<Statistic> {
-        Some(match text {
-            "count" => Statistic::Count,
-            "sum" => Statistic::Sum,
-            "mean" => Statistic::Mean,
-            "min" => Statistic::Min,
-            "max" => Statistic::Max,
-            "share" => Statistic::Share,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Statistic::Count => "count",
-            Statistic::Sum => "sum",
-            Statistic::Mean => "mean",
-            Statistic::Min => "min",
-            Statistic::Max => "max",
-            Statistic::Share => "share",
-        }
-    }
-}
-
-impl fmt::Display for Statistic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One output of a job: a `SELECT` over `person_years` producing one table.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +16,8 @@ pub struct Output {
     pub sql: String,
     /// Column of `person_years` that identifies the privacy unit.
     pub unit: String,
+    /// What kind of statistic the measure is (count, sum, mean, min, max, share); the
+    /// disclosure rules depend on it.
     pub statistic: Statistic,
     /// Result column holding the measure; `None`: the one result column that is not a dimension.
     pub measure: Option<String>,

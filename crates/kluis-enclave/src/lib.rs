@@ -5,34 +5,44 @@
 //! [`PersonYearsSource`] (a Parquet file of an extract, or record batches another producer built),
 //! then [`Enclave::run_job`].
 
+mod disclosure;
 mod job;
 mod limits;
 mod policy;
 mod stats;
+mod store;
+mod units;
 mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch, RecordBatchReader};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, UInt64Type};
-use arrow::util::display::array_value_to_string;
+use arrow::datatypes::{DataType, Float64Type, SchemaRef, UInt64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use roaring::RoaringBitmap;
 use serde::Serialize;
 
-pub use job::{DEFAULT_UNIT, Job, JobError, Output, Statistic};
+pub use disclosure::{AtRisk, MISSING, Scaling, Stratum, at_risk, level_key, to_sdc_table};
+pub use job::{DEFAULT_UNIT, Job, JobError, Output};
+pub use kluis_sdc::Statistic;
 pub use limits::{Limits, parse_duration, parse_memory};
 pub use policy::{MAX_DIMENSIONS, Violation};
+pub use store::{
+    Decision, Differencing, Ledger, LedgerCell, OutputRecord, OutputStatus, Store, StoreError,
+    StoredOutput,
+};
 pub use write::{RiskOptions, write_results};
 
 /// The only table a job may read.
@@ -105,7 +115,7 @@ impl EnclaveError {
 }
 
 /// A value of a dimension in a cell key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Value(String),
@@ -116,7 +126,7 @@ pub enum Level {
 }
 
 /// Privacy statistics of one cell, over the units (persons) behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CellStats {
     /// Rows of `person_years` (or of the aggregated subquery) in the cell.
     pub rows: u64,
@@ -126,6 +136,10 @@ pub struct CellStats {
     pub nonnull_units: u64,
     /// Units whose contribution to the measure is not zero.
     pub nonzero_units: u64,
+    /// Sum of the per-unit contributions (for a mean: the sum behind it).
+    pub total: f64,
+    /// Sum of the absolute per-unit contributions.
+    pub abs_total: f64,
     /// Largest absolute per-unit contribution to the measure.
     pub top1: Option<f64>,
     /// Second largest absolute per-unit contribution.
@@ -135,13 +149,16 @@ pub struct CellStats {
 }
 
 /// One cell of an output table, a finest cell or a margin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     /// One level per dimension, in the order of [`OutputTable::dimensions`].
     pub key: Vec<Level>,
     /// The measure as the researcher's SQL computes it for this cell (margins included).
     pub value: Option<f64>,
     pub stats: CellStats,
+    /// The units with a non-null measure behind the cell (`stats.nonnull_units` of them), for
+    /// the release ledger. Never written anywhere but the state directory.
+    pub units: RoaringBitmap,
 }
 
 /// What a job output produced.
@@ -152,6 +169,8 @@ pub struct OutputTable {
     pub unit: String,
     pub dimensions: Vec<String>,
     pub measure: String,
+    /// What the measure adds up (the aggregate over its exact rows): linked tables share it.
+    pub quantity: String,
     /// The result exactly as the researcher's SQL returns it.
     pub result: Vec<RecordBatch>,
     /// Every cell and every margin with its statistics; finest cells first.
@@ -165,6 +184,57 @@ pub struct CheckedOutput {
     pub statistic: Statistic,
     pub dimensions: Vec<String>,
     pub measure: String,
+}
+
+fn read_parquet(path: &std::path::Path) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    if !path.is_file() {
+        return Err("no such file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok((schema, batches))
+}
+
+/// Keeps only `columns` (all when `None`) of a batch and stores text columns as dictionaries
+/// (codes repeat: a code list has few values), so a full-population view fits in memory.
+/// Values and column names are unchanged; DataFusion reads both forms alike.
+pub fn compact(batch: &RecordBatch, columns: Option<&[String]>) -> Result<RecordBatch, String> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = match columns {
+        None => (0..schema.fields().len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| schema.index_of(n).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+    };
+    let dictionary =
+        |t: &DataType| DataType::Dictionary(Box::new(DataType::Int16), Box::new(t.clone()));
+    let mut fields = Vec::with_capacity(keep.len());
+    let mut arrays = Vec::with_capacity(keep.len());
+    for i in keep {
+        let field = schema.field(i);
+        let array = batch.column(i);
+        if matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            let t = dictionary(&DataType::Utf8);
+            arrays.push(cast(array, &t).map_err(|e| e.to_string())?);
+            fields.push(field.as_ref().clone().with_data_type(t));
+        } else {
+            arrays.push(array.clone());
+            fields.push(field.as_ref().clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), arrays)
+        .map_err(|e| e.to_string())
 }
 
 /// A DataFusion session over `person_years` alone, with its own runtime and limits.
@@ -206,25 +276,36 @@ impl Enclave {
             .with_information_schema(false)
             .with_default_catalog_and_schema(CATALOG, SCHEMA);
         let ctx = SessionContext::new_with_config_rt(config, env);
+        // Both sources become the same in-memory table with text as dictionaries, so a job gives
+        // the same columns on a sample and on the full view.
+        let register = |schema: SchemaRef, batches: Vec<RecordBatch>| {
+            let batches = batches
+                .iter()
+                .map(|b| compact(b, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => compact(&RecordBatch::new_empty(schema), None)
+                    .map_err(fail)?
+                    .schema(),
+            };
+            // One partition per thread, so scans run in parallel.
+            let partitions: Vec<Vec<RecordBatch>> = (0..threads)
+                .map(|p| batches.iter().skip(p).step_by(threads).cloned().collect())
+                .collect();
+            let table = MemTable::try_new(schema, partitions).map_err(|e| fail(e.to_string()))?;
+            ctx.register_table(TABLE, Arc::new(table))
+                .map_err(|e| fail(e.to_string()))
+                .map(|_| ())
+        };
         let person_years = runtime.block_on(async {
             match source {
                 PersonYearsSource::Parquet(path) => {
-                    if !path.is_file() {
-                        return Err(fail("no such file".into()));
-                    }
-                    let path = path
-                        .to_str()
-                        .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
-                    ctx.register_parquet(TABLE, path, ParquetReadOptions::default())
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
+                    let (schema, batches) = read_parquet(&path).map_err(fail)?;
+                    register(schema, batches)?;
                 }
-                PersonYearsSource::Batches { schema, batches } => {
-                    let table = MemTable::try_new(schema, vec![batches])
-                        .map_err(|e| fail(e.to_string()))?;
-                    ctx.register_table(TABLE, Arc::new(table))
-                        .map_err(|e| fail(e.to_string()))?;
-                }
+                PersonYearsSource::Batches { schema, batches } => register(schema, batches)?,
             }
             ctx.table_provider(TABLE)
                 .await
@@ -301,6 +382,33 @@ impl Enclave {
         policy::check(analyzed, output, &self.person_years).map_err(refused)
     }
 
+    /// The columns of `person_years` an output reads (for building only those of a view).
+    pub fn columns_used(&self, output: &Output) -> Result<Vec<String>, EnclaveError> {
+        let accepted = self.runtime.block_on(self.plan(output))?;
+        let state = self.ctx.state();
+        let optimized = state
+            .optimize(&accepted.plan)
+            .map_err(|e| EnclaveError::Plan {
+                output: output.name.clone(),
+                sql_file: output.sql_file.clone(),
+                message: e.to_string(),
+            })?;
+        let mut columns = std::collections::BTreeSet::new();
+        let schema = self.schema();
+        let _ = optimized.apply_with_subqueries(|node| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+                match &scan.projection {
+                    Some(p) => columns.extend(p.iter().map(|&i| schema.field(i).name().clone())),
+                    None => columns.extend(schema.fields().iter().map(|f| f.name().clone())),
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+        // The unit is always read: the statistics need it.
+        columns.insert(output.unit.clone());
+        Ok(columns.into_iter().collect())
+    }
+
     /// Plans an output and applies the policy, without running it.
     pub fn check(&self, output: &Output) -> Result<CheckedOutput, EnclaveError> {
         let accepted = self.runtime.block_on(self.plan(output))?;
@@ -337,7 +445,16 @@ impl Enclave {
         context: &'static str,
     ) -> Result<Vec<RecordBatch>, EnclaveError> {
         let result = DataFrame::new(self.ctx.state(), plan).collect().await;
-        result.map_err(|e| match e.find_root() {
+        result.map_err(|e| self.execution_error(output, e, context))
+    }
+
+    fn execution_error(
+        &self,
+        output: &Output,
+        e: DataFusionError,
+        context: &'static str,
+    ) -> EnclaveError {
+        match e.find_root() {
             DataFusionError::ResourcesExhausted(message) => EnclaveError::MemoryLimit {
                 output: output.name.clone(),
                 limit_bytes: self.limits.memory_bytes,
@@ -348,71 +465,81 @@ impl Enclave {
                 context,
                 message: root.to_string(),
             },
-        })
+        }
     }
 
     async fn run_output_async(&self, output: &Output) -> Result<OutputTable, EnclaveError> {
         let accepted = self.plan(output).await?;
-        let internal = |e: DataFusionError| EnclaveError::Execution {
-            output: output.name.clone(),
-            context: "building the statistics plans",
-            message: e.to_string(),
-        };
-        let margins_plan = stats::margins_plan(&accepted).map_err(internal)?;
-        let stats_plan = stats::unit_stats_plan(&accepted).map_err(internal)?;
         let result = self
             .collect(output, accepted.plan.clone(), "running the query")
             .await?;
-        let margins = self
-            .collect(output, margins_plan, "computing the margins")
-            .await?;
-        let unit_stats = self
-            .collect(output, stats_plan, "computing the unit statistics")
-            .await?;
-        let cells = assemble_cells(&accepted, &margins, &unit_stats).map_err(|message| {
-            EnclaveError::Execution {
+        let unit_cells = units::unit_cells(&self.ctx, &accepted, &output.unit)
+            .await
+            .map_err(|e| match e {
+                units::UnitsError::DataFusion(e) => {
+                    self.execution_error(output, e, "computing the unit statistics")
+                }
+                units::UnitsError::Data(message) => EnclaveError::Execution {
+                    output: output.name.clone(),
+                    context: "computing the unit statistics",
+                    message,
+                },
+            })?;
+        let margins = if accepted.measure_bare && unit_cells.gives_values {
+            None
+        } else {
+            let plan = stats::margins_plan(&accepted).map_err(|e| EnclaveError::Execution {
                 output: output.name.clone(),
-                context: "assembling the cells",
-                message,
-            }
-        })?;
+                context: "building the margins plan",
+                message: e.to_string(),
+            })?;
+            Some(self.collect(output, plan, "computing the margins").await?)
+        };
+        let cells =
+            assemble_cells(&accepted, margins.as_deref(), unit_cells).map_err(|message| {
+                EnclaveError::Execution {
+                    output: output.name.clone(),
+                    context: "assembling the cells",
+                    message,
+                }
+            })?;
+        let quantity = quantity_of(&accepted);
         Ok(OutputTable {
             name: output.name.clone(),
             statistic: output.statistic,
             unit: output.unit.clone(),
             dimensions: accepted.dim_names,
             measure: accepted.measure_name,
+            quantity,
             result,
             cells,
         })
     }
 }
 
-fn level(array: &dyn Array, row: usize, total: bool) -> Result<Level, String> {
-    if total {
-        Ok(Level::Total)
-    } else if array.is_null(row) {
-        Ok(Level::Missing)
-    } else {
-        array_value_to_string(array, row)
-            .map(Level::Value)
-            .map_err(|e| e.to_string())
+/// What the measure sums, as linked tables must agree on it: the aggregate (a mean as its sum)
+/// over the exact rows it aggregates. Two outputs with the same quantity and the same cell key
+/// hold the same number, whatever their other dimensions.
+fn quantity_of(acc: &policy::Accepted) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut f = acc.measure_aggregate.clone();
+    if f.func.name() == "avg" {
+        f.func = datafusion::functions_aggregate::sum::sum_udaf();
     }
+    let aggregate = Expr::AggregateFunction(f).to_string();
+    // The rows, as a fingerprint of the input plan: its text can be long and holds the SQL.
+    let mut h = std::hash::DefaultHasher::new();
+    acc.aggregate
+        .input
+        .display_indent()
+        .to_string()
+        .hash(&mut h);
+    format!("{aggregate} over rows {:016x}", h.finish())
 }
 
 fn mask_of(array: &dyn Array, row: usize) -> Result<u64, String> {
     let as_u64 = cast(&array.slice(row, 1), &DataType::UInt64).map_err(|e| e.to_string())?;
     Ok(as_u64.as_primitive::<UInt64Type>().value(0))
-}
-
-fn u64_at(array: &dyn Array, row: usize) -> Result<u64, String> {
-    let v = cast(&array.slice(row, 1), &DataType::Int64).map_err(|e| e.to_string())?;
-    let v = v.as_primitive::<Int64Type>();
-    Ok(if v.is_null(0) {
-        0
-    } else {
-        v.value(0).max(0) as u64
-    })
 }
 
 fn f64_at(array: &dyn Array, row: usize) -> Result<Option<f64>, String> {
@@ -421,16 +548,23 @@ fn f64_at(array: &dyn Array, row: usize) -> Result<Option<f64>, String> {
     Ok((!v.is_null(0)).then(|| v.value(0)))
 }
 
-/// Joins the margins (measure values) with the unit statistics, cell by cell.
-fn assemble_cells(
+/// Cell keys (GROUP BY order) and measure values of a margins plan's result.
+fn margin_values(
     acc: &policy::Accepted,
     margins: &[RecordBatch],
-    unit_stats: &[RecordBatch],
-) -> Result<Vec<Cell>, String> {
+) -> Result<HashMap<Vec<Level>, Option<f64>>, String> {
     let k = acc.aggregate.group_expr.len();
-    // Cell key in GROUP BY order -> measure value.
-    let mut values: HashMap<Vec<Level>, Option<f64>> = HashMap::new();
+    let mut values = HashMap::new();
     for batch in margins {
+        let text: Vec<Option<arrow::array::ArrayRef>> = (0..batch.num_columns())
+            .map(|c| {
+                acc.dims
+                    .iter()
+                    .any(|&(col, _)| col == c)
+                    .then(|| units::as_text(batch.column(c)))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             let mask = if k == 0 {
                 0
@@ -439,43 +573,47 @@ fn assemble_cells(
             };
             let mut key = vec![Level::Total; k];
             for &(col, g) in &acc.dims {
-                key[g] = level(batch.column(col), row, (mask >> (k - 1 - g)) & 1 == 1)?;
+                if (mask >> (k - 1 - g)) & 1 == 0 {
+                    let t = text[col].as_ref().expect("dimension columns as text");
+                    key[g] = if t.is_null(row) {
+                        Level::Missing
+                    } else {
+                        Level::Value(t.as_string::<i32>().value(row).to_string())
+                    };
+                }
             }
             values.insert(key, f64_at(batch.column(acc.measure_index), row)?);
         }
     }
-    let first = if k == 0 { 0 } else { k + 1 };
-    let mut cells = Vec::new();
-    for batch in unit_stats {
-        for row in 0..batch.num_rows() {
-            // The unit is the last grouping key of the statistics plan: drop its bit.
-            let mask = if k == 0 {
-                0
-            } else {
-                mask_of(batch.column(k), row)? >> 1
-            };
-            let key: Vec<Level> = (0..k)
-                .map(|g| level(batch.column(g), row, (mask >> (k - 1 - g)) & 1 == 1))
-                .collect::<Result<_, _>>()?;
-            let col = |i: usize| batch.column(first + i).as_ref();
-            let stats = CellStats {
-                units: u64_at(col(0), row)?,
-                rows: u64_at(col(1), row)?,
-                nonnull_units: u64_at(col(2), row)?,
-                nonzero_units: u64_at(col(3), row)?,
-                top1: f64_at(col(4), row)?,
-                top2: f64_at(col(5), row)?,
-                any_negative: f64_at(col(6), row)?.is_some_and(|m| m < 0.0),
-            };
-            let value = values.get(&key).copied().flatten();
-            cells.push(Cell { key, value, stats });
-        }
-    }
-    // The result order of dimensions, finest cells first, then by key: deterministic output.
+    Ok(values)
+}
+
+/// The cells of the unit pass, with their values (from the pass, or from the margins plan), in
+/// the result's dimension order.
+fn assemble_cells(
+    acc: &policy::Accepted,
+    margins: Option<&[RecordBatch]>,
+    unit_cells: units::UnitCells,
+) -> Result<Vec<Cell>, String> {
+    let values = margins.map(|m| margin_values(acc, m)).transpose()?;
     let order: Vec<usize> = acc.dims.iter().map(|&(_, g)| g).collect();
-    for cell in &mut cells {
-        cell.key = order.iter().map(|&g| cell.key[g].clone()).collect();
-    }
+    let mut cells: Vec<Cell> = unit_cells
+        .cells
+        .into_iter()
+        .map(|c| {
+            let value = match &values {
+                Some(v) => v.get(&c.key).copied().flatten(),
+                None => c.value,
+            };
+            Cell {
+                key: order.iter().map(|&g| c.key[g].clone()).collect(),
+                value,
+                stats: c.stats,
+                units: c.units,
+            }
+        })
+        .collect();
+    // Finest cells first, then by key: deterministic output.
     cells.sort_by(|a, b| {
         let totals = |c: &Cell| c.key.iter().filter(|l| **l == Level::Total).count();
         totals(a).cmp(&totals(b)).then_with(|| a.key.cmp(&b.key))

@@ -9,7 +9,8 @@
 //! - `LIMIT` is refused anywhere: with an `ORDER BY` it picks out single persons.
 //! - `ORDER BY` is allowed only above the final aggregation, where it reorders cells. A sort
 //!   inside a subquery is refused (it only matters together with a limit or a window, and the
-//!   simple rule is easy to check and to explain).
+//!   simple rule is easy to check and to explain). DataFusion's planner already drops an
+//!   `ORDER BY` without `LIMIT` in a derived table, so such a query has no sort to refuse.
 //! - Window functions are refused: they return values per row.
 //! - Functions must be on the allow-list in `policy.toml`.
 //! - Subquery expressions (`IN (SELECT ..)`, `EXISTS`, scalar subqueries) are refused; join on
@@ -46,7 +47,8 @@ use datafusion::logical_expr::{
 };
 use serde::Deserialize;
 
-use crate::job::{Output, Statistic};
+use crate::job::Output;
+use kluis_sdc::Statistic;
 
 /// Why an output was refused. Each message names the construct.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +211,8 @@ pub(crate) struct Accepted {
     pub measure_name: String,
     /// The measure's aggregate in `aggregate.aggr_expr`.
     pub measure_aggregate: AggregateFunction,
+    /// Whether the measure column is that aggregate itself (not an expression of it).
+    pub measure_bare: bool,
 }
 
 fn strip_alias(e: &Expr) -> &Expr {
@@ -766,12 +770,15 @@ pub(crate) fn check(
         taint: Taint,
         group: Option<usize>,
         refs: BTreeSet<usize>,
+        /// The aggregation field it is, unchanged (through aliases only).
+        bare: Option<usize>,
     }
     let mut origins: Vec<Origin> = (0..aggregate.schema.fields().len())
         .map(|i| Origin {
             taint: taints[i],
             group: (i < k).then_some(i),
             refs: BTreeSet::from([i]),
+            bare: Some(i),
         })
         .collect();
     let mut below_schema = aggregate.schema.clone();
@@ -794,6 +801,7 @@ pub(crate) fn check(
                     taint: Taint::Clean,
                     group: None,
                     refs: BTreeSet::new(),
+                    bare: None,
                 };
                 let _ = e.apply(|sub| {
                     if let Expr::Column(c) = sub
@@ -914,6 +922,9 @@ pub(crate) fn check(
             },
         })?;
 
+    let measure_bare = origins[measure_index].bare.is_some_and(|i| {
+        i >= k && matches!(strip_alias(&aggregate.aggr_expr[i - k]), Expr::AggregateFunction(f) if *f == measure_aggregate)
+    });
     let (unit_input, unit_idx) = carry_unit(&aggregate.input, &lineage)?;
     let unit_idx = unit_idx.ok_or_else(|| Violation::UnitLost {
         unit: output.unit.clone(),
@@ -933,5 +944,6 @@ pub(crate) fn check(
         measure_index,
         measure_name,
         measure_aggregate,
+        measure_bare,
     })
 }

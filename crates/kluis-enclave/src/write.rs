@@ -6,31 +6,34 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use kluis_sdc::RuleSet;
+
+use crate::disclosure::{AtRisk, Scaling, at_risk};
 use crate::{Cell, Job, Level, OutputTable};
 
 /// How a sample run judges which cells would probably fail at full scale.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RiskOptions {
-    /// Population rows per sample row: 1 / sampling fraction (1 for a full run).
-    pub scale_factor: f64,
-    /// Fewest contributing units a published cell needs.
-    pub min_units: u64,
+    /// How the sample's units scale to the population (1 for a full run).
+    pub scaling: Scaling,
+    /// The rules the output will be checked with at full scale.
+    pub rules: RuleSet,
 }
 
 impl Default for RiskOptions {
     fn default() -> Self {
         RiskOptions {
-            scale_factor: 1.0,
-            min_units: 10,
+            scaling: Scaling::Uniform(1.0),
+            rules: RuleSet::default_set(),
         }
     }
 }
 
 #[derive(Serialize)]
-struct AtRisk<'a> {
-    key: &'a [Level],
-    nonnull_units: u64,
-    scaled_units: f64,
+struct StratumReport<'a> {
+    name: &'a str,
+    sampled_units: u64,
+    factor: f64,
 }
 
 #[derive(Serialize)]
@@ -43,16 +46,18 @@ struct OutputReport<'a> {
     result_file: String,
     cells_file: String,
     cells: usize,
-    /// Cells whose contributing units, scaled to the population, stay under `min_units`.
-    at_risk: Vec<AtRisk<'a>>,
+    /// Cells that, scaled to the population, would probably fail the primary rules.
+    at_risk: Vec<AtRisk>,
 }
 
 #[derive(Serialize)]
 struct Report<'a> {
     job: &'a str,
     project: &'a str,
-    scale_factor: f64,
-    min_units: u64,
+    /// Population units per sample unit, for the whole sample or per stratum.
+    scale_factor: Option<f64>,
+    strata: Vec<StratumReport<'a>>,
+    rules: &'a str,
     outputs: Vec<OutputReport<'a>>,
 }
 
@@ -80,7 +85,10 @@ fn write_cells(path: &Path, table: &OutputTable) -> std::io::Result<()> {
     ]);
     w.write_record(&header)?;
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for Cell { key, value, stats } in &table.cells {
+    for Cell {
+        key, value, stats, ..
+    } in &table.cells
+    {
         let mut record: Vec<String> = key.iter().map(|l| level_text(l).to_string()).collect();
         let total_over: Vec<&str> = key
             .iter()
@@ -127,7 +135,7 @@ pub fn write_results(
     dir: &Path,
     job: &Job,
     tables: &[OutputTable],
-    risk: RiskOptions,
+    risk: &RiskOptions,
 ) -> std::io::Result<()> {
     let parent = dir
         .parent()
@@ -143,21 +151,10 @@ pub fn write_results(
         let cells_file = format!("{}.cells.csv", table.name);
         write_result(&tmp.path().join(&result_file), table)?;
         write_cells(&tmp.path().join(&cells_file), table)?;
-        let at_risk = table
-            .cells
-            .iter()
-            .filter_map(|c| {
-                let scaled = c.stats.nonnull_units as f64 * risk.scale_factor;
-                (scaled < risk.min_units as f64).then_some(AtRisk {
-                    key: &c.key,
-                    nonnull_units: c.stats.nonnull_units,
-                    scaled_units: scaled,
-                })
-            })
-            .collect();
+        let at_risk = at_risk(table, &risk.scaling, &risk.rules).map_err(std::io::Error::other)?;
         outputs.push(OutputReport {
             name: &table.name,
-            statistic: table.statistic.as_str(),
+            statistic: table.statistic.name(),
             unit: &table.unit,
             dimensions: &table.dimensions,
             measure: &table.measure,
@@ -170,8 +167,22 @@ pub fn write_results(
     let report = Report {
         job: &job.name,
         project: &job.project,
-        scale_factor: risk.scale_factor,
-        min_units: risk.min_units,
+        scale_factor: match &risk.scaling {
+            Scaling::Uniform(f) => Some(*f),
+            Scaling::Strata(_) => None,
+        },
+        strata: match &risk.scaling {
+            Scaling::Uniform(_) => Vec::new(),
+            Scaling::Strata(strata) => strata
+                .iter()
+                .map(|s| StratumReport {
+                    name: &s.name,
+                    sampled_units: s.units.len(),
+                    factor: s.factor,
+                })
+                .collect(),
+        },
+        rules: &risk.rules.name,
         outputs,
     };
     let file = File::create(tmp.path().join("report.json"))?;

@@ -11,7 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use kluis_enclave::{
     Cell, Enclave, EnclaveError, Job, Level, Limits, Output, OutputTable, PersonYearsSource,
-    RiskOptions, Statistic, Violation, write_results,
+    RiskOptions, Scaling, Statistic, Violation, write_results,
 };
 
 #[derive(Clone, Debug)]
@@ -723,9 +723,9 @@ fn results_are_written_with_cells_and_a_risk_report() {
         &out,
         &job,
         &tables,
-        RiskOptions {
-            scale_factor: 1.5,
-            min_units: 10,
+        &RiskOptions {
+            scaling: Scaling::Uniform(1.5),
+            rules: kluis_sdc::RuleSet::default_set(),
         },
     )
     .unwrap();
@@ -748,9 +748,9 @@ fn results_are_written_with_cells_and_a_risk_report() {
         &out,
         &job,
         &tables,
-        RiskOptions {
-            scale_factor: 4.0,
-            min_units: 10,
+        &RiskOptions {
+            scaling: Scaling::Uniform(4.0),
+            rules: kluis_sdc::RuleSet::default_set(),
         },
     )
     .unwrap();

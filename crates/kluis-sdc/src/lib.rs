@@ -72,7 +72,7 @@ pub fn protect(
     let mut result = audit(tables, &verdicts, hierarchies, published, rules)?;
     if !result.passed && outcome.method != Method::FallbackAll && outcome.unprotectable.is_empty() {
         for (table, v) in tables.iter().zip(verdicts.iter_mut()) {
-            if !table.statistic.is_additive() {
+            if !table.is_additive() {
                 continue;
             }
             for verdict in v.iter_mut().filter(|v| !v.status.is_suppressed()) {

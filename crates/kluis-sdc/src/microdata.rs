@@ -321,6 +321,7 @@ impl Aggregator {
             statistic: self.statistic,
             measure: self.measure,
             cells,
+            overlapping: false,
         })
     }
 }
@@ -517,7 +518,7 @@ impl Acc {
         let value = match statistic {
             Statistic::Count => self.rows as f64,
             Statistic::Sum => self.sum,
-            Statistic::Mean if has_data => self.sum / self.nonnull_rows as f64,
+            Statistic::Mean | Statistic::Share if has_data => self.sum / self.nonnull_rows as f64,
             Statistic::Min if has_data => self.min,
             Statistic::Max if has_data => self.max,
             _ => f64::NAN,

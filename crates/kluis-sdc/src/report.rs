@@ -162,8 +162,7 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
         })
         .collect();
     let failed = !audit.passed || !secondary.unprotectable.is_empty();
-    let review =
-        cells.iter().any(|c| c.status == CellStatus::Review) || !table.statistic.is_additive();
+    let review = cells.iter().any(|c| c.status == CellStatus::Review) || !table.is_additive();
     let status = if failed {
         TableStatus::Fail
     } else if review {

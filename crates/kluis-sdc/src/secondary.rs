@@ -69,12 +69,16 @@ pub fn secondary_suppress(
     let system = System::build(tables, hierarchies, published)?;
     let mut notes = Vec::new();
     for table in tables {
-        if !table.statistic.is_additive() {
+        if !table.is_additive() {
+            let what = if table.overlapping {
+                "counts of units that can be in several cells".to_string()
+            } else {
+                format!("{} values", table.statistic.name())
+            };
             notes.push(format!(
-                "table `{}` holds {} values, which do not add up: only its primary cells are suppressed, \
+                "table `{}` holds {what}, which do not add up: only its primary cells are suppressed, \
                  and every cell goes to review",
                 table.name,
-                table.statistic.name()
             ));
         }
     }

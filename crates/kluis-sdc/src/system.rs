@@ -33,7 +33,9 @@ type QuantityKey = (Option<String>, Vec<(String, String)>);
 
 fn quantity(table: &Table) -> Option<String> {
     match table.statistic {
-        Statistic::Count => None,
+        // A count table may name what it counts (rows, persons, values of a column); counts
+        // naming different things are different quantities.
+        Statistic::Count => table.measure.clone(),
         _ => table.measure.clone().or_else(|| Some(String::new())),
     }
 }
@@ -59,7 +61,7 @@ impl System {
         let mut by_key: HashMap<QuantityKey, usize> = HashMap::new();
         let mut cell_var = Vec::with_capacity(tables.len());
         for (t, table) in tables.iter().enumerate() {
-            let additive = table.statistic.is_additive();
+            let additive = table.is_additive();
             let mut ids = Vec::with_capacity(table.cells.len());
             for (c, cell) in table.cells.iter().enumerate() {
                 let value = if additive {
@@ -126,7 +128,7 @@ impl System {
         let mut eqs = Vec::new();
         let mut seen: HashSet<Vec<(usize, i64)>> = HashSet::new();
         for (t, table) in tables.iter().enumerate() {
-            if !table.statistic.is_additive() {
+            if !table.is_additive() {
                 continue;
             }
             let trees = dim_trees(table, hierarchies)?;

@@ -21,12 +21,18 @@ pub enum Statistic {
     Min,
     /// Largest measure value.
     Max,
+    /// A proportion within the cell (the mean of an indicator, or a sum over a count). Protected
+    /// like a mean, through its numerator's sum.
+    Share,
 }
 
 impl Statistic {
     /// Whether cells of this statistic add up along margins (directly, or through their sums).
     pub fn is_additive(self) -> bool {
-        matches!(self, Statistic::Count | Statistic::Sum | Statistic::Mean)
+        matches!(
+            self,
+            Statistic::Count | Statistic::Sum | Statistic::Mean | Statistic::Share
+        )
     }
 
     /// The lower-case name used on the command line and in reports.
@@ -37,7 +43,30 @@ impl Statistic {
             Statistic::Mean => "mean",
             Statistic::Min => "min",
             Statistic::Max => "max",
+            Statistic::Share => "share",
         }
+    }
+
+    /// Every statistic, as listed in error messages.
+    pub const ALLOWED: &'static str = "count, sum, mean, min, max, share";
+
+    /// The statistic named `text` (as [`Statistic::name`] writes it).
+    pub fn parse(text: &str) -> Option<Statistic> {
+        Some(match text {
+            "count" => Statistic::Count,
+            "sum" => Statistic::Sum,
+            "mean" => Statistic::Mean,
+            "min" => Statistic::Min,
+            "max" => Statistic::Max,
+            "share" => Statistic::Share,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Statistic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -78,12 +107,12 @@ pub struct Cell {
 
 impl Cell {
     /// The additive quantity behind the cell that margins sum: the count for counts, the sum of the
-    /// measure for sums and means. `None` for min and max.
+    /// measure for sums, means and shares. `None` for min and max.
     pub fn additive_value(&self, statistic: Statistic) -> Option<f64> {
         match statistic {
             Statistic::Count => Some(self.value),
             Statistic::Sum => Some(self.contributions.map_or(self.value, |c| c.total)),
-            Statistic::Mean => self.contributions.map(|c| c.total),
+            Statistic::Mean | Statistic::Share => self.contributions.map(|c| c.total),
             Statistic::Min | Statistic::Max => None,
         }
     }
@@ -103,13 +132,25 @@ pub struct Table {
     pub dimensions: Vec<String>,
     /// What the cells hold.
     pub statistic: Statistic,
-    /// The measure column for sums, means, minima and maxima; `None` for counts.
+    /// The measure column for sums, means, minima and maxima; `None` for counts, or what a
+    /// count counts when several kinds of counts are released together (only counts with the
+    /// same measure are linked).
     pub measure: Option<String>,
     /// The cells; keys are unique.
     pub cells: Vec<Cell>,
+    /// Whether a unit can be in several cells along a dimension (a count of distinct persons
+    /// over years in which they move): then margins are not the sums of their cells, the table
+    /// is not additive, and only primary suppression applies (every cell goes to review).
+    #[serde(default)]
+    pub overlapping: bool,
 }
 
 impl Table {
+    /// Whether its cells add up along margins: an additive statistic without overlapping units.
+    pub fn is_additive(&self) -> bool {
+        self.statistic.is_additive() && !self.overlapping
+    }
+
     /// A map from key to cell index.
     pub fn index(&self) -> std::collections::HashMap<&[String], usize> {
         self.cells
@@ -156,7 +197,8 @@ impl Hierarchy {
 /// It constrains the current tables when a cell there has the same quantity and key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PublishedCell {
-    /// The measure whose sum it is, `None` for a count.
+    /// The measure whose sum it is (what it counts, for a count table with a measure), `None` for
+    /// a plain count.
     pub measure: Option<String>,
     /// Dimension → value for the dimensions it is broken down by (dimensions at `Total` may be left out).
     pub key: BTreeMap<String, String>,

@@ -124,6 +124,7 @@ fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
     .collect();
     let t = Table {
         name: "h".into(),
+        overlapping: false,
         dimensions: vec!["region".into()],
         statistic: Statistic::Count,
         measure: None,

@@ -53,6 +53,10 @@ enum Command {
     Ingest(cmd::ingest::Args),
     /// Show or export a warehouse.
     Warehouse(cmd::warehouse::Args),
+    /// Check and run a job (SQL over person_years) on a sample extract or the full population.
+    Job(cmd::job::Args),
+    /// Review the outputs of full runs: list, show, release (four eyes) or reject them.
+    Output(cmd::output::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Ingest(args) => cmd::ingest::run(args),
         Command::Warehouse(args) => cmd::warehouse::run(args),
+        Command::Job(args) => cmd::job::run(args, &globals),
+        Command::Output(args) => cmd::output::run(args, &globals),
     };
     match result {
         Ok(status) => status,

@@ -35,6 +35,7 @@ pub fn count_table(rows: &[&str], cols: &[&str], m: &[&[u64]]) -> Table {
     cells.push(count_cell(&[TOTAL, TOTAL], col_tot.iter().sum()));
     Table {
         name: "t".into(),
+        overlapping: false,
         dimensions: vec!["row".into(), "col".into()],
         statistic: Statistic::Count,
         measure: None,
@@ -50,6 +51,7 @@ pub fn sum_cell_table(contributions: &[f64]) -> Table {
     let n = contributions.len() as u64;
     Table {
         name: "s".into(),
+        overlapping: false,
         dimensions: vec!["d".into()],
         statistic: Statistic::Sum,
         measure: Some("income".into()),
@@ -106,6 +108,7 @@ pub fn count_cube(sizes: &[usize], interior: &[u64]) -> Table {
     }
     Table {
         name: "cube".into(),
+        overlapping: false,
         dimensions: (0..d).map(|j| format!("d{j}")).collect(),
         statistic: Statistic::Count,
         measure: None,

@@ -9,6 +9,8 @@ pub mod generate;
 pub mod ingest;
 pub mod init;
 pub mod insz;
+pub mod job;
+pub mod output;
 pub mod project;
 pub mod retention;
 pub mod risk;

@@ -1,0 +1,169 @@
+//! From an output to kluis-sdc's table model, at the scale it was run or scaled from a sample to
+//! the population, and the sample run's forecast of the cells that would fail at full scale.
+
+use std::collections::HashMap;
+
+use kluis_sdc::{Cell as SdcCell, CellStatus, Contributions, RuleSet, Statistic, TOTAL, Table};
+use roaring::RoaringBitmap;
+use serde::Serialize;
+
+use crate::{Level, OutputTable};
+
+/// The key text kluis-sdc gets for a NULL dimension value.
+pub const MISSING: &str = "(missing)";
+
+/// A level as kluis-sdc's key text: the value, [`MISSING`] or `Total`.
+pub fn level_key(level: &Level) -> &str {
+    match level {
+        Level::Value(v) => v,
+        Level::Missing => MISSING,
+        Level::Total => TOTAL,
+    }
+}
+
+/// One stratum of a sample: its units and how many population units each stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stratum {
+    pub name: String,
+    pub units: RoaringBitmap,
+    /// 1 / the stratum's sampling fraction.
+    pub factor: f64,
+}
+
+/// How a run's units scale to the population.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scaling {
+    /// Every unit stands for `factor` units (1 for a full run).
+    Uniform(f64),
+    /// Each unit stands for its stratum's factor; a unit in no stratum stands for itself.
+    Strata(Vec<Stratum>),
+}
+
+impl Scaling {
+    /// The population units a set of sample units stands for.
+    pub fn scaled(&self, units: &RoaringBitmap) -> f64 {
+        match self {
+            Scaling::Uniform(f) => units.len() as f64 * f,
+            Scaling::Strata(strata) => {
+                let mut rest = units.len();
+                let mut total = 0.0;
+                for s in strata {
+                    let n = units.intersection_len(&s.units);
+                    rest -= n.min(rest);
+                    total += n as f64 * s.factor;
+                }
+                total + rest as f64
+            }
+        }
+    }
+
+    fn is_identity(&self) -> bool {
+        matches!(self, Scaling::Uniform(f) if *f == 1.0)
+    }
+}
+
+/// The output as a kluis-sdc table, every cell and margin with its unit statistics. Counts keep
+/// what they count as their measure, so that different counts are never linked as one quantity.
+/// With a scaling other than 1, unit counts, rows and totals are scaled by each cell's mean
+/// factor (the largest contributions stay as they are: a person is still one person).
+pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
+    let cells = table
+        .cells
+        .iter()
+        .map(|c| {
+            let w = if scaling.is_identity() || c.units.is_empty() {
+                1.0
+            } else {
+                scaling.scaled(&c.units) / c.units.len() as f64
+            };
+            let scale = |n: u64| (n as f64 * w).round() as u64;
+            let value = c.value.unwrap_or(f64::NAN);
+            let value = match table.statistic {
+                Statistic::Count | Statistic::Sum => value * w,
+                _ => value,
+            };
+            SdcCell {
+                key: c.key.iter().map(|l| level_key(l).to_string()).collect(),
+                value,
+                rows: scale(c.stats.rows),
+                units: scale(c.stats.units),
+                nonnull_units: scale(c.stats.nonnull_units),
+                nonzero_units: scale(c.stats.nonzero_units),
+                contributions: (table.statistic != Statistic::Count).then_some(Contributions {
+                    total: c.stats.total * w,
+                    abs_total: c.stats.abs_total * w,
+                    top1: c.stats.top1.unwrap_or(0.0),
+                    top2: c.stats.top2.unwrap_or(0.0),
+                    has_negative: c.stats.any_negative,
+                }),
+            }
+        })
+        .collect();
+    Table {
+        name: table.name.clone(),
+        dimensions: table.dimensions.clone(),
+        statistic: table.statistic,
+        measure: Some(table.quantity.clone()),
+        cells,
+        overlapping: table.statistic == Statistic::Count && !margins_add_up(table),
+    }
+}
+
+/// Whether every margin of a count is the sum of its cells along each dimension it totals
+/// (false for distinct persons who are in several cells, e.g. regions over years).
+fn margins_add_up(table: &OutputTable) -> bool {
+    let values: HashMap<&[Level], f64> = table
+        .cells
+        .iter()
+        .map(|c| (c.key.as_slice(), c.value.unwrap_or(0.0)))
+        .collect();
+    let mut sums: HashMap<(usize, Vec<Level>), f64> = HashMap::new();
+    for c in &table.cells {
+        for (j, level) in c.key.iter().enumerate() {
+            if *level != Level::Total {
+                let mut parent = c.key.clone();
+                parent[j] = Level::Total;
+                *sums.entry((j, parent)).or_default() += c.value.unwrap_or(0.0);
+            }
+        }
+    }
+    sums.iter().all(|((_, parent), sum)| {
+        values
+            .get(parent.as_slice())
+            .is_some_and(|v| (v - sum).abs() <= 1e-9 * v.abs().max(1.0))
+    })
+}
+
+/// A cell of a sample run that would probably fail the primary rules at full scale.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AtRisk {
+    pub key: Vec<Level>,
+    /// Units with a non-null measure in the sample.
+    pub nonnull_units: u64,
+    /// The population units they stand for.
+    pub scaled_units: f64,
+    /// The primary rules it would probably fail.
+    pub reasons: Vec<&'static str>,
+}
+
+/// The cells of `table` that fail the primary rules once scaled to the population.
+pub fn at_risk(
+    table: &OutputTable,
+    scaling: &Scaling,
+    rules: &RuleSet,
+) -> Result<Vec<AtRisk>, kluis_sdc::SdcError> {
+    let scaled = to_sdc_table(table, scaling);
+    let verdicts = kluis_sdc::apply_primary(&scaled, rules, &[])?;
+    Ok(table
+        .cells
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v.status == CellStatus::Primary)
+        .map(|(c, v)| AtRisk {
+            key: c.key.clone(),
+            nonnull_units: c.stats.nonnull_units,
+            scaled_units: scaling.scaled(&c.units),
+            reasons: v.reasons.iter().map(|r| r.name()).collect(),
+        })
+        .collect())
+}

@@ -1,0 +1,715 @@
+//! Outputs of full runs and the project's release ledger, as files in the project's directory
+//! (inside the state directory, destroyed at retention end; only released tables are kept).
+//!
+//! ```text
+//! PROJECT_DIR/outputs/ID/output.json   the record: job, output, submitter, verdict, status
+//!                       table.json    the table as kluis-sdc sees it (true values)
+//!                       report.json   the disclosure report (true values, for the reviewer)
+//!                       units.bin     per cell, the units behind it (roaring bitmaps)
+//! PROJECT_DIR/ledger/ID.json           per released output: its published cells
+//! PROJECT_DIR/ledger/ID.units          the units behind each of them (roaring bitmaps)
+//! RELEASED_DIR/ID.csv, ID.report.json  what leaves: published values and the safe report
+//! ```
+//!
+//! Every file is written beside its target and renamed into place.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use kluis_sdc::{
+    CellStatus, CellVerdict, PublishedCell, Reason, Release, Report, Rounding, RuleSet, Statistic,
+    TOTAL, Table, TableStatus,
+};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::disclosure::{Scaling, to_sdc_table};
+use crate::{Job, OutputTable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error("no output {id} in project {project}; `kluis output list` shows them")]
+    NoSuchOutput { id: String, project: String },
+    #[error("output {id} is {status}; only a pending output can be {action}")]
+    NotPending {
+        id: String,
+        status: &'static str,
+        action: &'static str,
+    },
+    #[error(
+        "output {id} failed the disclosure checks ({why}); it cannot be released, only rejected"
+    )]
+    Failed { id: String, why: String },
+    #[error(
+        "output {id} no longer passes against the release ledger ({why}); reject it and run the job again"
+    )]
+    Stale { id: String, why: String },
+    #[error("disclosure control: {0}")]
+    Sdc(#[from] kluis_sdc::SdcError),
+}
+
+impl StoreError {
+    /// True when the user asked for something the state does not allow (exit 2).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSuchOutput { .. }
+                | StoreError::NotPending { .. }
+                | StoreError::Failed { .. }
+                | StoreError::Stale { .. }
+        )
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where an output is in review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStatus {
+    Pending,
+    Released,
+    Rejected,
+}
+
+impl OutputStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputStatus::Pending => "pending",
+            OutputStatus::Released => "released",
+            OutputStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// A published cell of the new output whose units differ from those of a released cell by
+/// between 1 and threshold − 1: together they would disclose the few units in between.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Differencing {
+    /// The new cell (dimension → value, `Total` for margins).
+    pub key: BTreeMap<String, String>,
+    /// The released output and cell it is too close to.
+    pub released_output: String,
+    pub released_key: BTreeMap<String, String>,
+    /// Units in one cell and not in the other.
+    pub units_apart: u64,
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+}
+
+/// `output.json`: what a reviewer lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub id: String,
+    pub project: String,
+    pub job: String,
+    pub output: String,
+    pub statistic: Statistic,
+    pub dimensions: Vec<String>,
+    pub measure: String,
+    pub submitter: String,
+    pub submitted_at: String,
+    /// The disclosure verdict: `fail` also when a cell differences a released one.
+    pub verdict: TableStatus,
+    pub cells: usize,
+    pub suppressed: usize,
+    pub differencing: Vec<Differencing>,
+    /// The released outputs the checks were made against.
+    pub checked_against: Vec<String>,
+    pub status: OutputStatus,
+    pub decision: Option<Decision>,
+}
+
+/// A released cell in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerCell {
+    pub key: BTreeMap<String, String>,
+    /// The published additive value (a count, or the sum behind a mean); null for min/max.
+    pub value: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LedgerEntry {
+    output: String,
+    quantity: String,
+    statistic: Statistic,
+    cells: Vec<LedgerCell>,
+}
+
+/// What the project has released, cell by cell, with the units behind each cell.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    entries: Vec<(LedgerEntry, Vec<RoaringBitmap>)>,
+}
+
+impl Ledger {
+    /// The released outputs, in release order of their ids.
+    pub fn outputs(&self) -> Vec<String> {
+        self.entries.iter().map(|(e, _)| e.output.clone()).collect()
+    }
+
+    /// Released cells as published cells for linked secondary suppression.
+    pub fn published(&self) -> Vec<PublishedCell> {
+        self.entries
+            .iter()
+            .filter(|(e, _)| e.statistic.is_additive())
+            .flat_map(|(e, _)| {
+                e.cells.iter().filter_map(|c| {
+                    c.value.map(|value| PublishedCell {
+                        measure: Some(e.quantity.clone()),
+                        key: c.key.clone(),
+                        value,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Every published cell of `table` (a cell and its unit set) whose units differ from a
+    /// released cell's by 1 to `threshold − 1` units.
+    pub fn differencing<'a>(
+        &self,
+        cells: impl Iterator<Item = (BTreeMap<String, String>, &'a RoaringBitmap)>,
+        threshold: u64,
+    ) -> Vec<Differencing> {
+        let released: Vec<(&str, &LedgerCell, &RoaringBitmap)> = self
+            .entries
+            .iter()
+            .flat_map(|(e, sets)| {
+                e.cells
+                    .iter()
+                    .zip(sets)
+                    .map(move |(c, s)| (e.output.as_str(), c, s))
+            })
+            .collect();
+        let mut found = Vec::new();
+        for (key, units) in cells {
+            for &(output, cell, set) in &released {
+                if units.len().abs_diff(set.len()) >= threshold {
+                    continue;
+                }
+                let apart = units.len() + set.len() - 2 * units.intersection_len(set);
+                if apart >= 1 && apart < threshold {
+                    found.push(Differencing {
+                        key: key.clone(),
+                        released_output: output.to_string(),
+                        released_key: cell.key.clone(),
+                        units_apart: apart,
+                    });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// The outputs and ledger of one project.
+pub struct Store {
+    dir: PathBuf,
+    project: String,
+}
+
+/// A stored output with its table and report.
+#[derive(Debug, Clone)]
+pub struct StoredOutput {
+    pub record: OutputRecord,
+    pub table: Table,
+    pub report: Report,
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StoreError> {
+    let parent = path.parent().expect("a file in a directory");
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
+    serde_json::to_writer_pretty(BufWriter::new(tmp.as_file_mut()), value)
+        .map_err(|e| io(path)(std::io::Error::other(e)))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
+    let file = File::open(path).map_err(io(path))?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn write_sets(path: &Path, sets: &[&RoaringBitmap]) -> Result<(), StoreError> {
+    let parent = path.parent().expect("a file in a directory");
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        for set in sets {
+            set.serialize_into(&mut w).map_err(io(path))?;
+        }
+        w.flush().map_err(io(path))?;
+    }
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
+fn read_sets(path: &Path, n: usize) -> Result<Vec<RoaringBitmap>, StoreError> {
+    let mut r = BufReader::new(File::open(path).map_err(io(path))?);
+    (0..n)
+        .map(|_| {
+            RoaringBitmap::deserialize_from(&mut r).map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn key_map(table: &Table, i: usize) -> BTreeMap<String, String> {
+    table.key_map(i)
+}
+
+/// Suppressed cells of an overlapping count: also withhold every margin above them, since
+/// margins that are not sums still bound the cells below them.
+fn withhold_margins_above(table: &Table, report: &mut Report) {
+    let suppressed: Vec<Vec<String>> = report
+        .cells
+        .iter()
+        .zip(&table.cells)
+        .filter(|(r, _)| r.status.is_suppressed())
+        .map(|(_, c)| c.key.clone())
+        .collect();
+    let above = |margin: &[String], cell: &[String]| {
+        margin != cell && margin.iter().zip(cell).all(|(m, c)| m == c || m == TOTAL)
+    };
+    for (r, c) in report.cells.iter_mut().zip(&table.cells) {
+        if !r.status.is_suppressed() && suppressed.iter().any(|s| above(&c.key, s)) {
+            r.status = CellStatus::Secondary;
+            r.published = None;
+            r.reasons.push(Reason::Secondary);
+            r.reasons.sort();
+        }
+    }
+}
+
+/// The release ledger's verdict on a table: its differencing findings.
+fn check_differencing(
+    ledger: &Ledger,
+    table: &Table,
+    report: &Report,
+    sets: &[RoaringBitmap],
+    threshold: u64,
+) -> Vec<Differencing> {
+    ledger.differencing(
+        report
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.status.is_suppressed())
+            .map(|(i, _)| (key_map(table, i), &sets[i])),
+        threshold,
+    )
+}
+
+impl Store {
+    /// The store of the project whose directory is `dir` (created on first use).
+    pub fn new(dir: &Path, project: &str) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+            project: project.to_string(),
+        }
+    }
+
+    fn outputs_dir(&self) -> PathBuf {
+        self.dir.join("outputs")
+    }
+
+    fn ledger_dir(&self) -> PathBuf {
+        self.dir.join("ledger")
+    }
+
+    /// Reads the ledger.
+    pub fn ledger(&self) -> Result<Ledger, StoreError> {
+        let dir = self.ledger_dir();
+        if !dir.exists() {
+            return Ok(Ledger::default());
+        }
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        let mut entries = Vec::new();
+        for path in names {
+            let entry: LedgerEntry = read_json(&path)?;
+            let sets = read_sets(&path.with_extension("units"), entry.cells.len())?;
+            entries.push((entry, sets));
+        }
+        Ok(Ledger { entries })
+    }
+
+    /// Every output, oldest first.
+    pub fn list(&self) -> Result<Vec<OutputRecord>, StoreError> {
+        let dir = self.outputs_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path().join("output.json");
+            if path.is_file() {
+                records.push(read_json::<OutputRecord>(&path)?);
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    /// One output with its table and report.
+    pub fn load(&self, id: &str) -> Result<StoredOutput, StoreError> {
+        let dir = self.outputs_dir().join(id);
+        if !dir.join("output.json").is_file() {
+            return Err(StoreError::NoSuchOutput {
+                id: id.to_string(),
+                project: self.project.clone(),
+            });
+        }
+        Ok(StoredOutput {
+            record: read_json(&dir.join("output.json"))?,
+            table: read_json(&dir.join("table.json"))?,
+            report: read_json(&dir.join("report.json"))?,
+        })
+    }
+
+    fn next_number(&self) -> Result<u32, StoreError> {
+        Ok(self
+            .list()?
+            .iter()
+            .filter_map(|r| {
+                r.id.rsplit_once('-')
+                    .and_then(|(_, n)| n.parse::<u32>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+            + 1)
+    }
+
+    /// Checks a full run's tables together (primary rules, linked secondary suppression against
+    /// the released cells, the audit, and the ledger's differencing check) and stores each as a
+    /// pending output.
+    pub fn submit(
+        &self,
+        job: &Job,
+        tables: &[OutputTable],
+        rules: &RuleSet,
+        submitter: &str,
+        now: &str,
+    ) -> Result<Vec<OutputRecord>, StoreError> {
+        let ledger = self.ledger()?;
+        let published = ledger.published();
+        let sdc: Vec<Table> = tables
+            .iter()
+            .map(|t| to_sdc_table(t, &Scaling::Uniform(1.0)))
+            .collect();
+        let mut reports = kluis_sdc::protect(
+            Release {
+                tables: &sdc,
+                hierarchies: &[],
+                published: &published,
+            },
+            rules,
+            Rounding::None,
+        )?;
+        let outputs = self.outputs_dir();
+        std::fs::create_dir_all(&outputs).map_err(io(&outputs))?;
+        let mut number = self.next_number()?;
+        let mut records = Vec::new();
+        for ((table, sdc_table), report) in tables.iter().zip(&sdc).zip(reports.iter_mut()) {
+            if sdc_table.overlapping {
+                withhold_margins_above(sdc_table, report);
+            }
+            let sets: Vec<RoaringBitmap> = table.cells.iter().map(|c| c.units.clone()).collect();
+            let differencing =
+                check_differencing(&ledger, sdc_table, report, &sets, rules.threshold.min_units);
+            let verdict = if differencing.is_empty() {
+                report.status
+            } else {
+                TableStatus::Fail
+            };
+            let id = format!("{}-{number:04}", self.project);
+            number += 1;
+            let record = OutputRecord {
+                id: id.clone(),
+                project: self.project.clone(),
+                job: job.name.clone(),
+                output: table.name.clone(),
+                statistic: table.statistic,
+                dimensions: table.dimensions.clone(),
+                measure: table.measure.clone(),
+                submitter: submitter.to_string(),
+                submitted_at: now.to_string(),
+                verdict,
+                cells: report.cells.len(),
+                suppressed: report
+                    .cells
+                    .iter()
+                    .filter(|c| c.status.is_suppressed())
+                    .count(),
+                differencing,
+                checked_against: ledger.outputs(),
+                status: OutputStatus::Pending,
+                decision: None,
+            };
+            let staged = tempfile::Builder::new()
+                .prefix(".kluis-output-")
+                .tempdir_in(&outputs)
+                .map_err(io(&outputs))?;
+            write_json(&staged.path().join("table.json"), sdc_table)?;
+            write_json(&staged.path().join("report.json"), report)?;
+            write_sets(
+                &staged.path().join("units.bin"),
+                &sets.iter().collect::<Vec<_>>(),
+            )?;
+            write_json(&staged.path().join("output.json"), &record)?;
+            let target = outputs.join(&id);
+            std::fs::rename(staged.keep(), &target).map_err(io(&target))?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn save_record(&self, record: &OutputRecord) -> Result<(), StoreError> {
+        write_json(
+            &self.outputs_dir().join(&record.id).join("output.json"),
+            record,
+        )
+    }
+
+    fn pending(&self, id: &str, action: &'static str) -> Result<StoredOutput, StoreError> {
+        let stored = self.load(id)?;
+        if stored.record.status != OutputStatus::Pending {
+            return Err(StoreError::NotPending {
+                id: id.to_string(),
+                status: stored.record.status.name(),
+                action,
+            });
+        }
+        Ok(stored)
+    }
+
+    /// Releases a pending output: checks it again when something was released since it was
+    /// checked, adds its published cells to the ledger, and writes `ID.csv` (the published
+    /// table) and `ID.report.json` (the report without true values of withheld cells) into
+    /// `released_dir`. The caller has checked who may release (four eyes).
+    pub fn release(
+        &self,
+        id: &str,
+        reviewer: &str,
+        reason: &str,
+        now: &str,
+        rules: &RuleSet,
+        released_dir: &Path,
+    ) -> Result<(OutputRecord, Vec<PathBuf>), StoreError> {
+        let StoredOutput {
+            mut record,
+            table,
+            report,
+        } = self.pending(id, "released")?;
+        if record.verdict == TableStatus::Fail {
+            let why = if record.differencing.is_empty() {
+                report.summary.clone()
+            } else {
+                format!(
+                    "{} cells differ from released cells by fewer than {} units",
+                    record.differencing.len(),
+                    rules.threshold.min_units
+                )
+            };
+            return Err(StoreError::Failed {
+                id: id.to_string(),
+                why,
+            });
+        }
+        let sets = read_sets(
+            &self.outputs_dir().join(id).join("units.bin"),
+            table.cells.len(),
+        )?;
+        let ledger = self.ledger()?;
+        if ledger.outputs() != record.checked_against {
+            let found =
+                check_differencing(&ledger, &table, &report, &sets, rules.threshold.min_units);
+            if !found.is_empty() {
+                return Err(StoreError::Stale {
+                    id: id.to_string(),
+                    why: format!(
+                        "{} cells now differ from released cells by fewer than {} units",
+                        found.len(),
+                        rules.threshold.min_units
+                    ),
+                });
+            }
+            let verdicts: Vec<CellVerdict> = report
+                .cells
+                .iter()
+                .map(|c| CellVerdict {
+                    status: c.status,
+                    reasons: c.reasons.clone(),
+                })
+                .collect();
+            let audit = kluis_sdc::audit(
+                std::slice::from_ref(&table),
+                &[verdicts],
+                &[],
+                &ledger.published(),
+                rules,
+            )?;
+            if !audit.passed {
+                return Err(StoreError::Stale {
+                    id: id.to_string(),
+                    why: "with the tables released since, a withheld cell can be derived".into(),
+                });
+            }
+        }
+
+        // The ledger first: a released table is never missing from it.
+        let ledger_dir = self.ledger_dir();
+        std::fs::create_dir_all(&ledger_dir).map_err(io(&ledger_dir))?;
+        let (cells, kept): (Vec<LedgerCell>, Vec<&RoaringBitmap>) = report
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.published.is_some())
+            .map(|(i, _)| {
+                (
+                    LedgerCell {
+                        key: key_map(&table, i),
+                        value: table.cells[i].additive_value(table.statistic),
+                    },
+                    &sets[i],
+                )
+            })
+            .unzip();
+        write_sets(&ledger_dir.join(format!("{id}.units")), &kept)?;
+        write_json(
+            &ledger_dir.join(format!("{id}.json")),
+            &LedgerEntry {
+                output: id.to_string(),
+                quantity: table.measure.clone().unwrap_or_default(),
+                statistic: table.statistic,
+                cells,
+            },
+        )?;
+
+        std::fs::create_dir_all(released_dir).map_err(io(released_dir))?;
+        let csv_path = released_dir.join(format!("{id}.csv"));
+        write_published_csv(&csv_path, &record, &table, &report)?;
+        let report_path = released_dir.join(format!("{id}.report.json"));
+        write_json(&report_path, &safe_report(&record, &report))?;
+
+        record.status = OutputStatus::Released;
+        record.decision = Some(Decision {
+            by: reviewer.to_string(),
+            at: now.to_string(),
+            reason: reason.to_string(),
+        });
+        self.save_record(&record)?;
+        Ok((record, vec![csv_path, report_path]))
+    }
+
+    /// Rejects a pending output.
+    pub fn reject(
+        &self,
+        id: &str,
+        reviewer: &str,
+        reason: &str,
+        now: &str,
+    ) -> Result<OutputRecord, StoreError> {
+        let mut record = self.pending(id, "rejected")?.record;
+        record.status = OutputStatus::Rejected;
+        record.decision = Some(Decision {
+            by: reviewer.to_string(),
+            at: now.to_string(),
+            reason: reason.to_string(),
+        });
+        self.save_record(&record)?;
+        Ok(record)
+    }
+}
+
+/// The published table: one row per cell, margins included, the measure empty when withheld.
+fn write_published_csv(
+    path: &Path,
+    record: &OutputRecord,
+    table: &Table,
+    report: &Report,
+) -> Result<(), StoreError> {
+    let parent = path.parent().expect("a file in a directory");
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
+    {
+        let mut w = csv::Writer::from_writer(BufWriter::new(tmp.as_file_mut()));
+        let mut header: Vec<&str> = table.dimensions.iter().map(String::as_str).collect();
+        header.push(&record.measure);
+        header.push("status");
+        let csv_err = |e: csv::Error| io(path)(std::io::Error::other(e));
+        w.write_record(&header).map_err(csv_err)?;
+        for (cell, r) in table.cells.iter().zip(&report.cells) {
+            let mut row: Vec<String> = cell.key.clone();
+            row.push(r.published.map(|v| v.to_string()).unwrap_or_default());
+            row.push(
+                match r.status {
+                    CellStatus::Ok => "ok",
+                    CellStatus::Review => "ok (reviewed)",
+                    CellStatus::Primary | CellStatus::Secondary => "withheld",
+                }
+                .to_string(),
+            );
+            w.write_record(&row).map_err(csv_err)?;
+        }
+        w.flush().map_err(io(path))?;
+    }
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
+/// What of the report may leave: per cell its key, published value, status and reasons; the
+/// rules and the verdict. No true values, unit counts or intervals of withheld cells.
+fn safe_report(record: &OutputRecord, report: &Report) -> serde_json::Value {
+    serde_json::json!({
+        "output": record.id,
+        "project": record.project,
+        "job": record.job,
+        "table": record.output,
+        "statistic": record.statistic,
+        "measure": record.measure,
+        "dimensions": record.dimensions,
+        "status": report.status,
+        "summary": report.summary,
+        "rules": { "name": report.rules.name, "version": report.rules.version },
+        "secondary": report.secondary.method,
+        "audit_passed": report.audit.passed,
+        "released_by": record.decision.as_ref().map(|d| d.by.clone()),
+        "cells": report.cells.iter().map(|c| serde_json::json!({
+            "key": c.key,
+            "published": c.published,
+            "status": c.status,
+            "reasons": c.reasons,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,268 @@
+//! Pending outputs, release and the release ledger: differencing against released cells, and
+//! released margins as published cells in linked secondary suppression.
+
+use std::sync::Arc;
+
+use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use kluis_enclave::{
+    Enclave, Job, Limits, Output, OutputStatus, OutputTable, PersonYearsSource, Statistic, Store,
+    StoreError,
+};
+use kluis_sdc::{CellStatus, Report, RuleSet, TableStatus};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("pseudonym", DataType::Int64, false),
+        Field::new("year", DataType::Int32, false),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("sex", DataType::Utf8, true),
+        Field::new("age", DataType::Utf8, true),
+    ]))
+}
+
+/// (region, sex, age, persons): one row per person, in 2020.
+fn enclave(groups: &[(&str, &str, &str, usize)]) -> Enclave {
+    let (mut p, mut region, mut sex, mut age) = (vec![], vec![], vec![], vec![]);
+    let mut next = 1i64;
+    for &(r, s, a, n) in groups {
+        for _ in 0..n {
+            p.push(next * 7);
+            next += 1;
+            region.push(r);
+            sex.push(s);
+            age.push(a);
+        }
+    }
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from(p.clone())),
+            Arc::new(Int32Array::from(vec![2020; p.len()])),
+            Arc::new(StringArray::from(region)),
+            Arc::new(StringArray::from(sex)),
+            Arc::new(StringArray::from(age)),
+        ],
+    )
+    .unwrap();
+    Enclave::open(
+        PersonYearsSource::Batches {
+            schema: schema(),
+            batches: vec![batch],
+        },
+        Limits::default(),
+    )
+    .unwrap()
+}
+
+fn job(outputs: &[(&str, &str)]) -> Job {
+    Job {
+        dir: "job".into(),
+        name: "test".into(),
+        description: String::new(),
+        project: "99/001".into(),
+        outputs: outputs
+            .iter()
+            .map(|(name, sql)| Output {
+                name: name.to_string(),
+                sql_file: format!("{name}.sql").into(),
+                sql: sql.to_string(),
+                unit: "pseudonym".into(),
+                statistic: Statistic::Count,
+                measure: None,
+                dimensions: None,
+            })
+            .collect(),
+    }
+}
+
+fn run(enclave: &Enclave, job: &Job) -> Vec<OutputTable> {
+    enclave.run_job(job).unwrap()
+}
+
+const NOW: &str = "2026-11-25T10:00:00Z";
+
+fn release(store: &Store, id: &str, released: &std::path::Path) {
+    store
+        .release(id, "vera", "fine", NOW, &RuleSet::default_set(), released)
+        .unwrap();
+}
+
+fn stored_report(store: &Store, id: &str) -> Report {
+    store.load(id).unwrap().report
+}
+
+fn cell<'a>(report: &'a Report, key: &[(&str, &str)]) -> &'a kluis_sdc::CellReport {
+    report
+        .cells
+        .iter()
+        .find(|c| key.iter().all(|(d, v)| c.key[*d] == *v))
+        .unwrap()
+}
+
+const PERSONS_BY_REGION: &str =
+    "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region";
+
+#[test]
+fn a_count_of_117_after_a_released_120_fails_as_differencing() {
+    let e = enclave(&[
+        ("BRU", "F", "A", 117),
+        ("BRU", "F", "B", 3),
+        ("VLG", "F", "A", 200),
+        ("WAL", "M", "A", 100),
+        ("WAL", "M", "B", 50),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(&tmp.path().join("project"), "99-001");
+    let released = tmp.path().join("project").join("released");
+    let rules = RuleSet::default_set();
+
+    let first = job(&[("persons", PERSONS_BY_REGION)]);
+    let records = store
+        .submit(&first, &run(&e, &first), &rules, "rita", NOW)
+        .unwrap();
+    assert_eq!(records[0].id, "99-001-0001");
+    assert_eq!(records[0].verdict, TableStatus::Pass);
+    let bru = cell(&stored_report(&store, "99-001-0001"), &[("region", "BRU")]).clone();
+    assert_eq!(bru.value, Some(120.0));
+    release(&store, "99-001-0001", &released);
+    assert!(released.join("99-001-0001.csv").is_file());
+
+    // The same regions for age group A only: Brussels loses exactly 3 persons.
+    let second = job(&[(
+        "persons_a",
+        "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE age = 'A' GROUP BY region",
+    )]);
+    let records = store
+        .submit(&second, &run(&e, &second), &rules, "rita", NOW)
+        .unwrap();
+    let r = &records[0];
+    assert_eq!(
+        cell(&stored_report(&store, &r.id), &[("region", "BRU")]).value,
+        Some(117.0)
+    );
+    assert_eq!(r.verdict, TableStatus::Fail, "{r:?}");
+    assert_eq!(r.differencing.len(), 1, "{:?}", r.differencing);
+    let d = &r.differencing[0];
+    assert_eq!(d.key["region"], "BRU");
+    assert_eq!(d.released_output, "99-001-0001");
+    assert_eq!(d.released_key["region"], "BRU");
+    assert_eq!(d.units_apart, 3);
+    // A failed output cannot be released.
+    let err = store
+        .release(&r.id, "vera", "fine", NOW, &rules, &released)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Failed { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("1 cells differ from released cells by fewer than 10 units")
+    );
+    assert!(!released.join(format!("{}.csv", r.id)).exists());
+}
+
+#[test]
+fn a_new_cell_checked_before_a_release_is_checked_again_at_release() {
+    let e = enclave(&[
+        ("BRU", "F", "A", 117),
+        ("BRU", "F", "B", 3),
+        ("VLG", "F", "A", 200),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(&tmp.path().join("project"), "99-001");
+    let released = tmp.path().join("released");
+    let rules = RuleSet::default_set();
+    let all = job(&[("persons", PERSONS_BY_REGION)]);
+    let a = job(&[(
+        "persons_a",
+        "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE age = 'A' GROUP BY region",
+    )]);
+    // Both pending before either is released: each passes on its own.
+    store
+        .submit(&all, &run(&e, &all), &rules, "rita", NOW)
+        .unwrap();
+    let pending = store.submit(&a, &run(&e, &a), &rules, "rita", NOW).unwrap();
+    assert_eq!(pending[0].verdict, TableStatus::Pass);
+    release(&store, "99-001-0001", &released);
+    let err = store
+        .release(&pending[0].id, "vera", "fine", NOW, &rules, &released)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+    assert_eq!(
+        store.load(&pending[0].id).unwrap().record.status,
+        OutputStatus::Pending
+    );
+}
+
+const BY_REGION_SEX: &str = "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex";
+
+fn linked_data() -> Enclave {
+    enclave(&[
+        ("BRU", "F", "A", 40),
+        ("BRU", "M", "A", 3),
+        ("VLG", "F", "A", 60),
+        ("VLG", "M", "A", 55),
+        ("WAL", "F", "A", 35),
+        ("WAL", "M", "A", 30),
+    ])
+}
+
+fn assert_protected(report: &Report) {
+    assert!(report.audit.passed, "{}", report.to_text());
+    assert_ne!(report.status, TableStatus::Fail);
+    let m = cell(report, &[("region", "BRU"), ("sex", "M")]);
+    assert_eq!(m.status, CellStatus::Primary);
+    assert_eq!(m.published, None);
+    // Brussels' total is known, so its women must be withheld too.
+    let f = cell(report, &[("region", "BRU"), ("sex", "F")]);
+    assert!(f.status.is_suppressed(), "{}", report.to_text());
+}
+
+#[test]
+fn a_linked_pair_released_together_is_protected() {
+    let e = linked_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path(), "99-001");
+    let both = job(&[
+        ("by_region_sex", BY_REGION_SEX),
+        ("by_region", PERSONS_BY_REGION),
+    ]);
+    let records = store
+        .submit(&both, &run(&e, &both), &RuleSet::default_set(), "rita", NOW)
+        .unwrap();
+    let two_d = stored_report(&store, &records[0].id);
+    assert_protected(&two_d);
+    // The one-dimensional table publishes Brussels' total: the same quantity as the margin.
+    let one_d = stored_report(&store, &records[1].id);
+    let bru = cell(&one_d, &[("region", "BRU")]);
+    assert_eq!(
+        bru.value,
+        cell(&two_d, &[("region", "BRU"), ("sex", "Total")]).value
+    );
+}
+
+#[test]
+fn a_released_margin_constrains_the_next_pattern() {
+    let e = linked_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path(), "99-001");
+    let released = tmp.path().join("released");
+    let one = job(&[("by_region", PERSONS_BY_REGION)]);
+    store
+        .submit(&one, &run(&e, &one), &RuleSet::default_set(), "rita", NOW)
+        .unwrap();
+    release(&store, "99-001-0001", &released);
+    assert_eq!(store.ledger().unwrap().published().len(), 4);
+
+    // Brussels' released total is a published cell: the pattern cannot withhold it as a
+    // secondary cell, so it must withhold the women of Brussels instead.
+    let two = job(&[("by_region_sex", BY_REGION_SEX)]);
+    let records = store
+        .submit(&two, &run(&e, &two), &RuleSet::default_set(), "rita", NOW)
+        .unwrap();
+    assert!(
+        records[0].differencing.is_empty(),
+        "{:?}",
+        records[0].differencing
+    );
+    assert_protected(&stored_report(&store, &records[0].id));
+}
