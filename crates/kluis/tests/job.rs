@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -204,7 +204,6 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn a_job_matches_a_direct_computation_on_the_sample_and_runs_unchanged_on_the_full_view() {
-    use arrow::array::Array;
     let env = Env::new(3000);
     let job = env.job(
         "careers",
