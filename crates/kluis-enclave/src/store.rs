@@ -617,18 +617,18 @@ impl Store {
             },
         )?;
 
-        std::fs::create_dir_all(released_dir).map_err(io(released_dir))?;
-        let csv_path = released_dir.join(format!("{id}.csv"));
-        write_published_csv(&csv_path, &record, &table, &report)?;
-        let report_path = released_dir.join(format!("{id}.report.json"));
-        write_json(&report_path, &safe_report(&record, &report))?;
-
+        // The decision goes into the released report, so it is made first (and saved last).
         record.status = OutputStatus::Released;
         record.decision = Some(Decision {
             by: reviewer.to_string(),
             at: now.to_string(),
             reason: reason.to_string(),
         });
+        std::fs::create_dir_all(released_dir).map_err(io(released_dir))?;
+        let csv_path = released_dir.join(format!("{id}.csv"));
+        write_published_csv(&csv_path, &record, &table, &report)?;
+        let report_path = released_dir.join(format!("{id}.report.json"));
+        write_json(&report_path, &safe_report(&record, &report))?;
         self.save_record(&record)?;
         Ok((record, vec![csv_path, report_path]))
     }
