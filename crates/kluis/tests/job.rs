@@ -162,7 +162,7 @@ fn run_reports_memory_and_time_limits_as_runtime_errors() {
 
 mod common;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use common::{Env, REAL_DAY};
 
@@ -204,7 +204,6 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn a_job_matches_a_direct_computation_on_the_sample_and_runs_unchanged_on_the_full_view() {
-    use arrow::array::Array;
     let env = Env::new(3000);
     let job = env.job(
         "careers",
