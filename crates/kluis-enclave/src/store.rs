@@ -298,13 +298,21 @@ fn withhold_margins_above(table: &Table, report: &mut Report) {
     let above = |margin: &[String], cell: &[String]| {
         margin != cell && margin.iter().zip(cell).all(|(m, c)| m == c || m == TOTAL)
     };
+    let mut withheld = 0;
     for (r, c) in report.cells.iter_mut().zip(&table.cells) {
         if !r.status.is_suppressed() && suppressed.iter().any(|s| above(&c.key, s)) {
             r.status = CellStatus::Secondary;
             r.published = None;
             r.reasons.push(Reason::Secondary);
             r.reasons.sort();
+            withheld += 1;
         }
+    }
+    if withheld > 0 {
+        report.secondary.notes.push(format!(
+            "kluis withheld the {withheld} margins of `{}` above its withheld cells (margins that are not sums still bound them)",
+            table.name
+        ));
     }
 }
 
@@ -439,9 +447,9 @@ impl Store {
         )?;
         let outputs = self.outputs_dir();
         std::fs::create_dir_all(&outputs).map_err(io(&outputs))?;
-        let mut number = self.next_number()?;
         let mut records = Vec::new();
-        for ((table, sdc_table), report) in tables.iter().zip(&sdc).zip(reports.iter_mut()) {
+        let numbered = (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()));
+        for (number, ((table, sdc_table), report)) in numbered {
             if sdc_table.overlapping {
                 withhold_margins_above(sdc_table, report);
             }
@@ -454,7 +462,6 @@ impl Store {
                 TableStatus::Fail
             };
             let id = format!("{}-{number:04}", self.project);
-            number += 1;
             let record = OutputRecord {
                 id: id.clone(),
                 project: self.project.clone(),

@@ -369,7 +369,14 @@ pub(crate) async fn unit_cells(
         let filter: &BooleanArray = filter.as_boolean();
         entries.reserve(n);
         budget.grow_to(entries.capacity() * size_of::<Entry>())?;
-        for r in 0..n {
+        // Pack each row's codes into its cell key, column by column.
+        let mut packed_keys = vec![0u128; n];
+        for column in &codes {
+            for (p, &c) in packed_keys.iter_mut().zip(column) {
+                *p = (*p << BITS) | c as u128;
+            }
+        }
+        for (r, &packed) in packed_keys.iter().enumerate() {
             if units.is_null(r) {
                 return Err(UnitsError::Data(format!(
                     "the unit column `{unit_name}` is NULL in some row; every row needs its unit"
@@ -380,7 +387,6 @@ pub(crate) async fn unit_cells(
                     "the unit column `{unit_name}` holds a value outside 0..4294967295; units must be sequence numbers such as the pseudonym"
                 )
             })?;
-            let packed = pack((0..k).map(|i| codes[i][r]));
             let cell = match finest.get(&packed) {
                 Some(&c) => c,
                 None => {

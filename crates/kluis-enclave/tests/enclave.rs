@@ -446,7 +446,8 @@ fn refusal_of(enclave: &Enclave, out: Output) -> Violation {
 fn each_refused_query_shape_is_refused_with_its_reason() {
     let enclave = memory_enclave(&sample_rows(30));
     use Violation as V;
-    let cases: Vec<(&str, fn(&Violation) -> bool)> = vec![
+    type Case = (&'static str, fn(&Violation) -> bool);
+    let cases: Vec<Case> = vec![
         ("SELECT region, sex FROM person_years", |v| {
             matches!(v, V::NotAnAggregation { .. })
         }),
