@@ -162,7 +162,7 @@ fn run_reports_memory_and_time_limits_as_runtime_errors() {
 
 mod common;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use common::{Env, REAL_DAY};
 
