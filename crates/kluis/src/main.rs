@@ -57,6 +57,8 @@ enum Command {
     Job(cmd::job::Args),
     /// Review the outputs of full runs: list, show, release (four eyes) or reject them.
     Output(cmd::output::Args),
+    /// Write a project's released tables, charts and audit summary as one self-contained HTML page.
+    Report(cmd::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Warehouse(args) => cmd::warehouse::run(args),
         Command::Job(args) => cmd::job::run(args, &globals),
         Command::Output(args) => cmd::output::run(args, &globals),
+        Command::Report(args) => cmd::report::run(args, &globals),
     };
     match result {
         Ok(status) => status,
