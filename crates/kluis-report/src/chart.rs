@@ -212,8 +212,9 @@ pub(crate) fn svg(
         root.fill(&WHITE).map_err(|e| failed(&e))?;
         let mut plot = ChartBuilder::on(&root)
             .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+            .margin_right(30)
+            .x_label_area_size(46)
+            .y_label_area_size(78)
             .build_cartesian_2d(x0..x1, low..high)
             .map_err(|e| failed(&e))?;
         plot.configure_mesh()
@@ -222,11 +223,11 @@ pub(crate) fn svg(
             .y_label_formatter(&|v| number(*v))
             .x_desc("year")
             .y_desc(measure)
-            .light_line_style(RGBColor(0xEE, 0xEE, 0xEE))
-            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(0xE3, 0xE6, 0xEB))
             .axis_style(RGBColor(0x55, 0x55, 0x55))
-            .label_style(("sans-serif", 13))
-            .axis_desc_style(("sans-serif", 14))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 17))
             .draw()
             .map_err(|e| failed(&e))?;
         for (i, line) in chart.lines.iter().enumerate() {

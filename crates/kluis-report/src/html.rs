@@ -263,11 +263,11 @@ fn tables_section(h: &mut String, tables: &[ReleasedTable]) -> Result<(), Report
         return Ok(());
     }
     let withheld: usize = tables.iter().map(ReleasedTable::withheld).sum();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p>{} released {}, {} withheld {}. Withheld cells are shaded <span class=\"held-key\"></span>; \
          their reasons are in the status column, in the cell's tooltip and <a href=\"#reading\">explained below</a>. \
-         Rows with <code>Total</code> are margins: the sum over that dimension.</p>\n",
+         Rows with <code>Total</code> are margins: the sum over that dimension.</p>",
         tables.len(),
         if tables.len() == 1 { "table" } else { "tables" },
         withheld,
@@ -411,9 +411,9 @@ fn table_article(h: &mut String, t: &ReleasedTable) -> Result<(), ReportError> {
                 )
             })
             .collect();
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p class=\"reasons\">{} of {} cells withheld; reasons: {}.</p>\n",
+            "<p class=\"reasons\">{} of {} cells withheld; reasons: {}.</p>",
             t.withheld(),
             t.cells.len(),
             parts.join(", ")
@@ -459,9 +459,19 @@ fn chart_figure(h: &mut String, t: &ReleasedTable, c: &ChartData) -> Result<(), 
     h.push_str("<ul class=\"legend\">");
     for (i, line) in c.lines.iter().enumerate() {
         let (r, g, b) = PALETTE[i % PALETTE.len()];
+        let held = line
+            .points
+            .iter()
+            .filter(|p| **p == chart::Point::Withheld)
+            .count();
+        let note = match held {
+            0 => String::new(),
+            n if n == line.points.len() => " <small>(all withheld)</small>".to_string(),
+            n => format!(" <small>({n} withheld)</small>"),
+        };
         let _ = write!(
             h,
-            "<li><span class=\"swatch\" style=\"background:#{r:02X}{g:02X}{b:02X}\"></span>{}</li>",
+            "<li><span class=\"swatch\" style=\"background:#{r:02X}{g:02X}{b:02X}\"></span>{}{note}</li>",
             e(&line.label)
         );
     }
@@ -513,9 +523,9 @@ fn reading_section(h: &mut String, tables: &[ReleasedTable]) {
 fn audit_section(h: &mut String, audit: &AuditSummary) {
     let e = escape;
     h.push_str("<section id=\"audit\">\n<h2>Audit trail</h2>\n<dl class=\"facts\">\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<dt>Entries</dt><dd>{} about this project</dd>\n",
+        "<dt>Entries</dt><dd>{} about this project</dd>",
         audit.entries
     );
     if let (Some(first), Some(last)) = (&audit.first, &audit.last) {
@@ -528,16 +538,16 @@ fn audit_section(h: &mut String, audit: &AuditSummary) {
     }
     match &audit.chain {
         Chain::Intact { entries } => {
-            let _ = write!(
+            let _ = writeln!(
                 h,
                 "<dt>Chain</dt><dd><span class=\"verified\">verifies</span>: all {entries} entries of the \
-                 log (every project) are intact, none altered, inserted, reordered or deleted</dd>\n"
+                 log (every project) are intact, none altered, inserted, reordered or deleted</dd>"
             );
         }
         Chain::Broken { reason } => {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<dt>Chain</dt><dd><span class=\"broken\">does not verify</span>: {}</dd>\n",
+                "<dt>Chain</dt><dd><span class=\"broken\">does not verify</span>: {}</dd>",
                 e(reason)
             );
         }
@@ -738,6 +748,7 @@ mod tests {
         assert_eq!(html.matches("<svg class=\"chart\"").count(), 1);
         assert!(html.contains("Gaps are withheld values"));
         assert!(html.contains("(1 in this chart)"));
+        assert!(html.contains("</span>share_foreign <small>(1 withheld)</small></li>"));
         assert!(html.contains("<tr class=\"margin\"><td>Total</td>"));
     }
 
