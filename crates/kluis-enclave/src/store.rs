@@ -185,8 +185,8 @@ impl Ledger {
             .collect()
     }
 
-    /// Every published cell of `table` (a cell and its unit set) whose units differ from a
-    /// released cell's by 1 to `threshold − 1` units.
+    /// Every published cell of `table` (a cell and its unit set) nested in or around a released
+    /// cell, 1 to `threshold − 1` units apart.
     pub fn differencing<'a>(
         &self,
         cells: impl Iterator<Item = (BTreeMap<String, String>, &'a RoaringBitmap)>,
@@ -205,11 +205,7 @@ impl Ledger {
         let mut found = Vec::new();
         for (key, units) in cells {
             for &(output, cell, set) in &released {
-                if units.len().abs_diff(set.len()) >= threshold {
-                    continue;
-                }
-                let apart = units.len() + set.len() - 2 * units.intersection_len(set);
-                if apart >= 1 && apart < threshold {
+                if let Some(apart) = units_apart(units, set, threshold) {
                     found.push(Differencing {
                         key: key.clone(),
                         released_output: output.to_string(),
@@ -221,6 +217,49 @@ impl Ledger {
         }
         found
     }
+}
+
+/// How many units apart two published cells are when one's units contain the other's and they
+/// differ by 1 to `threshold − 1` units: subtracting the two counts (or sums) then gives away
+/// those few units. Cells that merely overlap are not a differencing pair: the difference of
+/// their values is not the value of any group of units.
+fn units_apart(a: &RoaringBitmap, b: &RoaringBitmap, threshold: u64) -> Option<u64> {
+    let apart = a.len().abs_diff(b.len());
+    if apart == 0 || apart >= threshold {
+        return None;
+    }
+    let (small, large) = if a.len() < b.len() { (a, b) } else { (b, a) };
+    small.is_subset(large).then_some(apart)
+}
+
+/// The cells of a submission's tables to withhold because they form a differencing pair with a
+/// published cell of an earlier table of the same submission (they will be released together):
+/// (table index, cell index), the later table's cell of each pair.
+fn differencing_within(
+    reports: &[Report],
+    sets: &[Vec<RoaringBitmap>],
+    threshold: u64,
+) -> Vec<(usize, usize)> {
+    let published = |t: usize| {
+        reports[t]
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.status.is_suppressed())
+            .map(move |(c, _)| (c, &sets[t][c]))
+    };
+    let mut withheld = Vec::new();
+    for later in 1..reports.len() {
+        for (c, units) in published(later) {
+            let pairs = (0..later).any(|earlier| {
+                published(earlier).any(|(_, other)| units_apart(units, other, threshold).is_some())
+            });
+            if pairs {
+                withheld.push((later, c));
+            }
+        }
+    }
+    withheld
 }
 
 /// The outputs and ledger of one project.
@@ -436,26 +475,44 @@ impl Store {
             .iter()
             .map(|t| to_sdc_table(t, &Scaling::Uniform(1.0)))
             .collect();
-        let mut reports = kluis_sdc::protect(
-            Release {
-                tables: &sdc,
-                hierarchies: &[],
-                published: &published,
-            },
-            rules,
-            Rounding::None,
-        )?;
+        let sets: Vec<Vec<RoaringBitmap>> = tables
+            .iter()
+            .map(|t| t.cells.iter().map(|c| c.units.clone()).collect())
+            .collect();
+        // Tables submitted together are released together: a cell nested a few units inside a
+        // published cell of an earlier table is withheld, and the pattern is computed again
+        // around it. Withholding only grows, so this ends.
+        let mut withheld: Vec<(usize, usize)> = Vec::new();
+        let mut reports = loop {
+            let mut reports = kluis_sdc::protect(
+                Release {
+                    tables: &sdc,
+                    hierarchies: &[],
+                    published: &published,
+                    withheld: &withheld,
+                },
+                rules,
+                Rounding::None,
+            )?;
+            for (sdc_table, report) in sdc.iter().zip(reports.iter_mut()) {
+                if sdc_table.overlapping {
+                    withhold_margins_above(sdc_table, report);
+                }
+            }
+            let more = differencing_within(&reports, &sets, rules.threshold.min_units);
+            if more.is_empty() {
+                break reports;
+            }
+            withheld.extend(more);
+        };
         let outputs = self.outputs_dir();
         std::fs::create_dir_all(&outputs).map_err(io(&outputs))?;
         let mut records = Vec::new();
-        let numbered = (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()));
-        for (number, ((table, sdc_table), report)) in numbered {
-            if sdc_table.overlapping {
-                withhold_margins_above(sdc_table, report);
-            }
-            let sets: Vec<RoaringBitmap> = table.cells.iter().map(|c| c.units.clone()).collect();
+        let numbered =
+            (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()).zip(&sets));
+        for (number, (((table, sdc_table), report), sets)) in numbered {
             let differencing =
-                check_differencing(&ledger, sdc_table, report, &sets, rules.threshold.min_units);
+                check_differencing(&ledger, sdc_table, report, sets, rules.threshold.min_units);
             let verdict = if differencing.is_empty() {
                 report.status
             } else {

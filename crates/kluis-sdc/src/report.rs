@@ -179,6 +179,7 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
         Reason::ClassDisclosure,
         Reason::ExtremeValue,
         Reason::NegativeValues,
+        Reason::Differencing,
         Reason::Secondary,
     ] {
         let n = count(r);
@@ -406,8 +407,9 @@ impl Report {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
+    // LP bounds come back as 23.9999999 for 24: whole to within solver tolerance reads whole.
+    if (x - x.round()).abs() < 1e-6 && x.abs() < 1e15 {
+        format!("{:.0}", x.round())
     } else {
         format!("{x:.4}")
     }

@@ -11,6 +11,7 @@
 //! One HiGHS model is kept and re-solved from its previous basis, changing only bounds and costs.
 //! Ties are broken by cell order, so the pattern is deterministic.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use highs::{Col, HighsModelStatus, Model, RowProblem, Sense};
@@ -108,8 +109,11 @@ pub fn secondary_suppress(
     };
     let budget = rules.secondary.time_limit_secs;
 
+    // Tables that share no cell are independent: each connected part of the system gets its own,
+    // smaller LP. The pattern is the same as with one LP over everything.
+    let part = system.parts();
+    let mut lps: HashMap<usize, ProtectionLp> = HashMap::new();
     if !order.is_empty() {
-        let mut lp = ProtectionLp::new(&system, &suppressed, scale);
         for (done, &p) in order.iter().enumerate() {
             if system.vars[p].fixed {
                 unprotectable.push(system.vars[p].cells[0]);
@@ -126,6 +130,10 @@ pub fn secondary_suppress(
                 break;
             }
             let width = rules.protection.required_width(system.vars[p].value) / scale;
+            let lp = lps.entry(part[p]).or_insert_with(|| {
+                let members: Vec<bool> = part.iter().map(|&q| q == part[p]).collect();
+                ProtectionLp::new(&system, &suppressed, scale, &members)
+            });
             match lp.protect(p, width, remaining)? {
                 Some(moved) => {
                     for i in moved {
@@ -197,14 +205,15 @@ struct ProtectionLp {
 }
 
 impl ProtectionLp {
-    fn new(system: &System, suppressed: &[bool], scale: f64) -> ProtectionLp {
+    /// The LP over the variables marked in `members` (a connected part of the system).
+    fn new(system: &System, suppressed: &[bool], scale: f64, members: &[bool]) -> ProtectionLp {
         let n = system.vars.len();
         let mut pb = RowProblem::default();
         let values: Vec<f64> = system.vars.iter().map(|v| v.value / scale).collect();
         let free: Vec<bool> = system.vars.iter().map(|v| v.free).collect();
         let mut col = vec![None; n];
         for (i, var) in system.vars.iter().enumerate() {
-            if var.fixed {
+            if var.fixed || !members[i] {
                 continue;
             }
             let cost = if suppressed[i] {

@@ -24,6 +24,7 @@ fn release(tables: &[Table]) -> Release<'_> {
         tables,
         hierarchies: &[],
         published: &[],
+        withheld: &[],
     }
 }
 
@@ -137,6 +138,7 @@ fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
             tables: std::slice::from_ref(&t),
             hierarchies: &hs,
             published: &[],
+            withheld: &[],
         },
         &rules,
         Rounding::None,
@@ -192,6 +194,7 @@ fn cells_released_before_constrain_the_pattern() {
             tables: std::slice::from_ref(&t),
             hierarchies: &[],
             published: &published,
+            withheld: &[],
         },
         &rules,
         Rounding::None,
@@ -224,6 +227,7 @@ fn a_primary_cell_released_before_cannot_be_protected() {
             tables: std::slice::from_ref(&t),
             hierarchies: &[],
             published: &published,
+            withheld: &[],
         },
         &no_class(),
         Rounding::None,
