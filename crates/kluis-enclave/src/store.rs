@@ -192,19 +192,15 @@ impl Ledger {
         cells: impl Iterator<Item = (BTreeMap<String, String>, &'a RoaringBitmap)>,
         threshold: u64,
     ) -> Vec<Differencing> {
-        let released: Vec<(&str, &LedgerCell, &RoaringBitmap)> = self
-            .entries
-            .iter()
-            .flat_map(|(e, sets)| {
-                e.cells
-                    .iter()
-                    .zip(sets)
-                    .map(move |(c, s)| (e.output.as_str(), c, s))
-            })
-            .collect();
+        let released = BySize::new(self.entries.iter().flat_map(|(e, sets)| {
+            e.cells
+                .iter()
+                .zip(sets)
+                .map(move |(c, s)| (s, (e.output.as_str(), c)))
+        }));
         let mut found = Vec::new();
         for (key, units) in cells {
-            for &(output, cell, set) in &released {
+            for &(set, (output, cell)) in released.near(units.len(), threshold) {
                 if let Some(apart) = units_apart(units, set, threshold) {
                     found.push(Differencing {
                         key: key.clone(),
@@ -232,6 +228,30 @@ fn units_apart(a: &RoaringBitmap, b: &RoaringBitmap, threshold: u64) -> Option<u
     small.is_subset(large).then_some(apart)
 }
 
+/// Unit sets sorted by size, so that the few within `threshold` of a size are found at once.
+struct BySize<'a, T> {
+    sets: Vec<(&'a RoaringBitmap, T)>,
+}
+
+impl<'a, T> BySize<'a, T> {
+    fn new(sets: impl Iterator<Item = (&'a RoaringBitmap, T)>) -> Self {
+        let mut sets: Vec<_> = sets.collect();
+        sets.sort_by_key(|(s, _)| s.len());
+        BySize { sets }
+    }
+
+    /// The sets whose size differs from `size` by less than `threshold`.
+    fn near(&self, size: u64, threshold: u64) -> &[(&'a RoaringBitmap, T)] {
+        let from = self
+            .sets
+            .partition_point(|(s, _)| s.len() + threshold <= size);
+        let to = self
+            .sets
+            .partition_point(|(s, _)| s.len() < size + threshold);
+        &self.sets[from..to.max(from)]
+    }
+}
+
 /// The cells of a submission's tables to withhold because they form a differencing pair with a
 /// published cell of an earlier table of the same submission (they will be released together):
 /// (table index, cell index), the later table's cell of each pair.
@@ -246,14 +266,16 @@ fn differencing_within(
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .map(move |(c, _)| (c, &sets[t][c]))
+            .map(move |(c, _)| (&sets[t][c], c))
     };
     let mut withheld = Vec::new();
     for later in 1..reports.len() {
-        for (c, units) in published(later) {
-            let pairs = (0..later).any(|earlier| {
-                published(earlier).any(|(_, other)| units_apart(units, other, threshold).is_some())
-            });
+        let earlier = BySize::new((0..later).flat_map(published));
+        for (units, c) in published(later) {
+            let pairs = earlier
+                .near(units.len(), threshold)
+                .iter()
+                .any(|(other, _)| units_apart(units, other, threshold).is_some());
             if pairs {
                 withheld.push((later, c));
             }
