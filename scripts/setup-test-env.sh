@@ -12,3 +12,11 @@ if ! dpkg -s cmake g++ libclang-dev >/dev/null 2>&1; then
   $sudo_cmd apt-get update
   $sudo_cmd apt-get install -y cmake g++ libclang-dev
 fi
+# The HTML report test (crates/kluis/tests/report.rs) opens `kluis report`'s page in headless
+# Chromium.
+if ! dpkg -s chromium >/dev/null 2>&1; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update
+  $sudo_cmd apt-get install -y chromium
+fi

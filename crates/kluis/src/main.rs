@@ -57,6 +57,8 @@ pub(crate) enum Command {
     Job(cmd::job::Args),
     /// Review the outputs of full runs: list, show, release (four eyes) or reject them.
     Output(cmd::output::Args),
+    /// Write a project's released tables, charts and audit summary as one self-contained HTML page.
+    Report(cmd::report::Args),
     /// Show every step end to end on a synthetic population, narrated: warehouse, project,
     /// extract with risk report, a research job on the sample and the full population,
     /// disclosure control, review and release, audit, retention.
@@ -93,6 +95,7 @@ pub(crate) fn run(command: Command, globals: &trust::Globals) -> anyhow::Result<
         Command::Warehouse(args) => cmd::warehouse::run(args),
         Command::Job(args) => cmd::job::run(args, globals),
         Command::Output(args) => cmd::output::run(args, globals),
+        Command::Report(args) => cmd::report::run(args, globals),
         Command::Demo(args) => cmd::demo::run(args),
     }
 }

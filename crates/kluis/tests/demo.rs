@@ -123,21 +123,26 @@ fn the_demo_does_every_step_and_says_so() {
     }
     assert!(withheld > 0, "a small population has cells to withhold");
 
-    // 7. The audit log verifies and records the steps.
+    // 7. The report page holds the released tables and their charts.
+    let page = std::fs::read_to_string(home.join("report.html")).unwrap();
+    assert!(page.contains("99/001") && page.contains("foreign_origin_share"));
+    assert!(page.contains("<svg"), "the report draws the series");
+
+    // 8. The audit log verifies and records the steps.
     assert!(stdout.contains("audit log intact"));
     let actions: Vec<String> = std::fs::read_to_string(home.join("audit.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].to_string())
         .collect();
-    for action in ["project.create", "extract", "job run", "output release"] {
+    for action in ["project.create", "extract", "job run", "output release", "report"] {
         assert!(
             actions.iter().any(|a| a.contains(action)),
             "the audit log records `{action}`: {actions:?}"
         );
     }
 
-    // 8. The real authorisation is refused: its retention date has passed.
+    // 9. The real authorisation is refused: its retention date has passed.
     assert!(
         stdout.contains("refused") && stdout.contains("23/224"),
         "{stdout}"

@@ -81,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let job = demo.job_on_sample()?;
     demo.job_on_full(&job)?;
     let released = demo.review()?;
+    demo.report()?;
     demo.audit()?;
     demo.real_authorisation_refused()?;
 
@@ -99,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             job.join("results").join("sample"),
         ),
         ("released tables", project_dir.join("released")),
+        ("their report (open in a browser)", demo.dir.join("report.html")),
         ("audit log export", demo.dir.join("audit.jsonl")),
     ] {
         println!("  {what:<34} {}", path.display());
@@ -431,9 +433,22 @@ impl Demo {
         Ok(released)
     }
 
+    fn report(&self) -> anyhow::Result<()> {
+        self.step(
+            "7. The released results",
+            "One self-contained HTML page: the project, its authorisation and retention date, every\n\
+             released table with its withheld cells and why, charts of the series over the years\n\
+             (withheld values are gaps, never zeros), and the audit trail summary.",
+        );
+        self.kluis(
+            Some(RESEARCHER),
+            &["report", "--project", PROJECT, "--out", &self.path("report.html")],
+        )
+    }
+
     fn audit(&self) -> anyhow::Result<()> {
         self.step(
-            "7. The audit log",
+            "8. The audit log",
             "Every step above, allowed or refused, is an entry in a hash-chained log sealed with the\n\
              master key; an edited or removed entry is found.",
         );
@@ -443,7 +458,7 @@ impl Demo {
 
     fn real_authorisation_refused(&self) -> anyhow::Result<()> {
         self.step(
-            "8. Retention: the real authorisation 23/224",
+            "9. Retention: the real authorisation 23/224",
             "Authorisation 23/224 allowed this study until its retention date. kluis refuses to register\n\
              it now: after that date nothing may be derived from the data, and `kluis retention\n\
              enforce` destroys an expired project's keys and data, keeping only released tables.",

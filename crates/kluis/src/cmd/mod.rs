@@ -13,6 +13,7 @@ pub mod insz;
 pub mod job;
 pub mod output;
 pub mod project;
+pub mod report;
 pub mod retention;
 pub mod risk;
 pub mod sdc;
