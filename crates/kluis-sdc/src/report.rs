@@ -74,6 +74,12 @@ pub struct AuditSummary {
     pub derivable: usize,
     /// Primary quantities with too narrow an interval.
     pub underprotected: usize,
+    /// Suppressed quantities left unchecked when the audit's time budget ran out (it then fails).
+    #[serde(default)]
+    pub unaudited: usize,
+    /// What a reviewer should know about the audit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The report on one table.
@@ -190,8 +196,8 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
     if !audit.passed {
         let _ = write!(
             summary,
-            "; audit failed: {} derivable, {} under-protected",
-            audit.derivable, audit.underprotected
+            "; audit failed: {} derivable, {} under-protected, {} not checked in time",
+            audit.derivable, audit.underprotected, audit.unaudited
         );
     }
     let acro = acro_output(table, &cells, status, &summary);
@@ -214,6 +220,8 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
             checked: audit.cells.len(),
             derivable: audit.derivable,
             underprotected: audit.underprotected,
+            unaudited: audit.unaudited,
+            notes: audit.notes.clone(),
         },
         cells,
         acro,
@@ -344,7 +352,7 @@ impl Report {
             self.audit.derivable,
             self.audit.underprotected
         );
-        for note in &s.notes {
+        for note in s.notes.iter().chain(&self.audit.notes) {
             let _ = writeln!(out, "note: {note}");
         }
         out.push('\n');
