@@ -73,6 +73,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for note in &result.notes {
         println!("  note: {note}");
     }
+    for c in result.cells.iter().filter(|c| !c.protected).take(8) {
+        println!(
+            "  unprotected: {:?} value {} interval [{}, {:?}] required {:?}",
+            tables[0].cells[c.cell].key, c.value, c.lower, c.upper, c.required_width
+        );
+    }
     let suppressed = verdicts[0]
         .iter()
         .filter(|v| v.status.is_suppressed())

@@ -61,6 +61,10 @@ pub struct CellReport {
     /// (upper null when unbounded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub interval: Option<(f64, Option<f64>)>,
+    /// True when `interval` is the range of feasible values the audit found, inside the true
+    /// interval (cells of a large component: see the audit's notes), not its exact extremes.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub interval_inner: bool,
 }
 
 /// The audit's verdict in a report.
@@ -131,11 +135,11 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
         audit,
         table_index,
     } = input;
-    let intervals: HashMap<usize, (f64, Option<f64>)> = audit
+    let intervals: HashMap<usize, ((f64, Option<f64>), bool)> = audit
         .cells
         .iter()
         .filter(|a| a.table == table_index)
-        .map(|a| (a.cell, (a.lower, a.upper)))
+        .map(|a| (a.cell, ((a.lower, a.upper), !a.exact)))
         .collect();
     let cells: Vec<CellReport> = table
         .cells
@@ -160,10 +164,12 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
                 status: v.status,
                 reasons: v.reasons.clone(),
                 interval: if v.status.is_suppressed() {
-                    intervals.get(&i).copied()
+                    intervals.get(&i).map(|(b, _)| *b)
                 } else {
                     None
                 },
+                interval_inner: v.status.is_suppressed()
+                    && intervals.get(&i).is_some_and(|(_, inner)| *inner),
             }
         })
         .collect();
