@@ -9,6 +9,7 @@ use highs::{Col, HighsModelStatus, Model, RowProblem, Sense, SolvedModel};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SdcError;
+use crate::hypercube::Cubes;
 use crate::primary::{CellStatus, CellVerdict};
 use crate::rules::RuleSet;
 use crate::system::System;
@@ -113,6 +114,13 @@ pub fn audit(
     }
 
     let deadline = Instant::now() + Duration::from_secs_f64(rules.secondary.time_limit_secs);
+    let cubes = Cubes::new(tables, hierarchies, &system);
+    let mut eqs_by_var: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (e, eq) in system.eqs.iter().enumerate() {
+        for &(v, _) in eq {
+            eqs_by_var[v].push(e);
+        }
+    }
     let mut bounds: Vec<Option<Bound>> = vec![None; n];
     let need: Vec<Option<f64>> = (0..n)
         .map(|v| primary[v].then(|| rules.protection.required_width(system.vars[v].value)))
@@ -126,6 +134,9 @@ pub fn audit(
             vars,
             eqs,
             scale,
+            cubes: &cubes,
+            suppressed: &suppressed,
+            eqs_by_var: &eqs_by_var,
         }
         .bounds(deadline, &need, eps, &mut bounds)?;
         if !done {
@@ -214,6 +225,10 @@ struct Component<'a> {
     vars: &'a [usize],
     eqs: &'a [usize],
     scale: f64,
+    /// Where hypercubes give feasible points without an LP.
+    cubes: &'a Cubes,
+    suppressed: &'a [bool],
+    eqs_by_var: &'a [Vec<usize>],
 }
 
 impl Component<'_> {
@@ -304,6 +319,43 @@ impl Component<'_> {
             let width = seen_hi[i] - seen_lo[i];
             width > eps && need[self.vars[i]].is_none_or(|w| width >= w - eps)
         };
+        // Feasible points without an LP: a hypercube of suppressed cells around the variable,
+        // checked here against every equation it touches, moved as far as non-negativity allows
+        // both ways.
+        let position: HashMap<usize, usize> =
+            self.vars.iter().enumerate().map(|(i, &v)| (v, i)).collect();
+        for i in 0..n {
+            if decided(i, &seen_lo, &seen_hi) {
+                continue;
+            }
+            let v = self.vars[i];
+            let width = need[v].unwrap_or(0.0).max(2.0 * eps);
+            let Some(y) = self.cubes.witness(self.system, v, width, self.suppressed) else {
+                continue;
+            };
+            let Some((up, down)) = self.check_deviation(&y) else {
+                continue;
+            };
+            for &(w, sign) in &y {
+                let j = position[&w];
+                let x = vars[w].value;
+                for t in [up, -down] {
+                    let moved = x + t * sign;
+                    seen_lo[j] = seen_lo[j].min(moved);
+                    seen_hi[j] = seen_hi[j].max(moved);
+                    if t.is_infinite() {
+                        // A ray of feasible points: unbounded that way, exactly.
+                        if moved > 0.0 {
+                            hi[j] = Some(None);
+                        } else {
+                            lo[j] = Some(None);
+                        }
+                    } else if !vars[w].free && moved == 0.0 && lo[j].is_none() {
+                        lo[j] = Some(Some(0.0));
+                    }
+                }
+            }
+        }
         // A few LPs that push every undecided variable at once, half of them up and half down
         // (alternating each round): each optimum is a vertex where many variables sit at an end.
         for round in 0..SPREAD_ROUNDS {
@@ -429,6 +481,41 @@ impl Component<'_> {
             });
         }
         Ok(complete)
+    }
+
+    /// For a deviation `y` (variable, sign) over suppressed variables: how far `x + t·y` can go
+    /// up and down (t) keeping non-negativity, or `None` when `y` breaks an equation, moves a
+    /// published variable, or cannot move at all.
+    fn check_deviation(&self, y: &[(usize, f64)]) -> Option<(f64, f64)> {
+        let vars = &self.system.vars;
+        let sign: HashMap<usize, f64> = y.iter().copied().collect();
+        if y.iter().any(|&(v, _)| !self.suppressed[v]) {
+            return None;
+        }
+        for &(v, _) in y {
+            for &e in &self.eqs_by_var[v] {
+                let sum: f64 = self.system.eqs[e]
+                    .iter()
+                    .map(|(w, k)| k * sign.get(w).copied().unwrap_or(0.0))
+                    .sum();
+                if sum != 0.0 {
+                    return None;
+                }
+            }
+        }
+        let (mut up, mut down) = (f64::INFINITY, f64::INFINITY);
+        for &(v, s) in y {
+            if vars[v].free {
+                continue;
+            }
+            let room = vars[v].value.max(0.0);
+            if s < 0.0 {
+                up = up.min(room);
+            } else {
+                down = down.min(room);
+            }
+        }
+        (up + down > 0.0).then_some((up, down))
     }
 
     fn nonnegativity(&self, v: usize) -> (f64, f64) {

@@ -123,6 +123,45 @@ impl Cubes {
         width: f64,
         suppressed: &[bool],
     ) -> Option<Vec<usize>> {
+        self.search(
+            system,
+            p,
+            width,
+            |v| {
+                Some(if suppressed[v] {
+                    0.0
+                } else {
+                    system.vars[v].value.abs() + 1.0
+                })
+            },
+            false,
+        )
+        .map(|corners| corners.into_iter().map(|(v, _)| v).collect())
+    }
+
+    /// The first cube around `p` whose corners are all `allowed` and that lets `p` move over at
+    /// least `width`: its corners with their signs (`p` first, +1), a deviation that keeps every
+    /// equation of the table.
+    pub fn witness(
+        &self,
+        system: &System,
+        p: usize,
+        width: f64,
+        allowed: &[bool],
+    ) -> Option<Vec<(usize, f64)>> {
+        self.search(system, p, width, |v| allowed[v].then_some(0.0), true)
+    }
+
+    /// The cheapest cube (corner costs from `cost`, `None` when a corner may not be used), or the
+    /// first one when `first`.
+    fn search(
+        &self,
+        system: &System,
+        p: usize,
+        width: f64,
+        cost: impl Fn(usize) -> Option<f64>,
+        first: bool,
+    ) -> Option<Vec<(usize, f64)>> {
         let (g, pos) = self.at[p]?;
         let grid = &self.grids[g];
         let d = grid.sizes.len();
@@ -154,17 +193,10 @@ impl Cubes {
                 var.value.max(0.0)
             }
         };
-        let cost = |v: usize| {
-            if suppressed[v] {
-                0.0
-            } else {
-                system.vars[v].value.abs() + 1.0
-            }
-        };
         let need = width * (1.0 - 1e-9);
-        let mut best: Option<(f64, Vec<usize>)> = None;
+        let mut best: Option<(f64, Vec<(usize, f64)>)> = None;
         let mut choice = vec![0usize; d];
-        let mut corners = vec![0usize; 1 << d];
+        let mut corners = vec![(0usize, 0.0); 1 << d];
         'cubes: loop {
             let mut total_cost = 0.0;
             let (mut up, mut down) = (f64::INFINITY, f64::INFINITY);
@@ -178,12 +210,12 @@ impl Cubes {
                         sign *= s;
                     }
                 }
-                let Some(v) = grid.var[at as usize] else {
+                let Some((v, c)) = grid.var[at as usize].and_then(|v| Some((v, cost(v)?))) else {
                     total_cost = f64::INFINITY;
                     break;
                 };
-                *slot = v;
-                total_cost += cost(v);
+                *slot = (v, sign);
+                total_cost += c;
                 if best.as_ref().is_some_and(|(c, _)| total_cost >= *c) {
                     break;
                 }
@@ -202,6 +234,9 @@ impl Cubes {
                 && reach > 0.0
             {
                 best = Some((total_cost, corners.clone()));
+                if first {
+                    break;
+                }
             }
             // Next cube, in mixed radix (the last dimension fastest).
             for j in (0..d).rev() {
