@@ -228,6 +228,8 @@ struct ProtectionLp {
     values: Vec<f64>,
     free: Vec<bool>,
     timed_out: bool,
+    /// When the model was made: HiGHS's time limit runs from there.
+    born: Instant,
 }
 
 impl ProtectionLp {
@@ -276,6 +278,7 @@ impl ProtectionLp {
             values,
             free,
             timed_out: false,
+            born: Instant::now(),
         }
     }
 
@@ -297,7 +300,11 @@ impl ProtectionLp {
         let mut model = self.model.take().expect("model present");
         model.change_column_bounds(up, width..=width);
         model.change_column_bounds(dn, 0.0..=0.0);
-        model.set_option("time_limit", seconds.max(0.001));
+        // HiGHS counts its time limit from the model's first solve, over every solve since.
+        model.set_option(
+            "time_limit",
+            self.born.elapsed().as_secs_f64() + seconds.max(0.001),
+        );
         let solved = model
             .try_solve()
             .map_err(|e| SdcError::Solver(format!("{e:?}")))?;
