@@ -7,6 +7,7 @@
 
 mod audit;
 mod error;
+mod hypercube;
 pub mod input;
 pub mod microdata;
 mod primary;
@@ -103,10 +104,13 @@ pub fn protect(
             .flatten()
             .filter(|v| v.status == CellStatus::Secondary)
             .count();
-        outcome.notes.push(
+        outcome.notes.push(if result.unaudited > 0 {
+            "the audit could not check the optimised pattern within its budget: kluis fell back to suppressing every cell not released before"
+                .into()
+        } else {
             "the audit found the optimised pattern unsafe: kluis fell back to suppressing every cell not released before"
-                .into(),
-        );
+                .into()
+        });
         result = audit(tables, &verdicts, hierarchies, published, rules)?;
     }
     Ok(tables
