@@ -25,11 +25,15 @@ if [ ! -x /usr/bin/time ]; then
 fi
 echo "== building kluis (release)"
 (cd "$ROOT" && cargo build --release -p kluis --quiet)
-BIN="$TARGET/release/kluis"
+# A private copy: a build running meanwhile must not replace the binary being measured.
+BIN="$WORK/kluis"
+cp "$TARGET/release/kluis" "$BIN"
 
 echo "== installing the pandas + ACRO baseline into $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade pandas pyarrow acro
+# pandas is pinned: the venv is shared with the other benchmarks, and acro needs pandas 2.
+"$VENV/bin/python" -c "import acro, pandas, pyarrow" 2>/dev/null \
+  || "$VENV/bin/pip" install --quiet "pandas==2.3.3" pyarrow acro
 
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%.0f MiB", $2/1024}' "$1"; }
 seconds() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$1"; }

@@ -19,8 +19,13 @@ t2 = time.perf_counter()
 out = acro.results.get_index(0)
 sdc = out.sdc
 flags = {}
-for check in ("threshold", "p-ratio", "nk-rule"):
-    for r, c in sdc["cells"].get(check, []):
+# ACRO's check names changed between releases (threshold / MinimumThresholdCheck, ...); the
+# flags are written under the older names, which compare.py uses.
+NAMES = {"threshold": ("threshold", "MinimumThresholdCheck"), "p-ratio": ("p-ratio", "PPercentCheck"),
+         "nk-rule": ("nk-rule", "NKCheck")}
+for check, aliases in NAMES.items():
+    cells = [rc for alias in aliases for rc in sdc["cells"].get(alias, [])]
+    for r, c in cells:
         row = table.index[r]
         row = row if isinstance(row, tuple) else (row,)
         row_key = ["Total"] * len(row) if "All" in row else [str(v) for v in row]

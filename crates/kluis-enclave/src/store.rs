@@ -185,31 +185,23 @@ impl Ledger {
             .collect()
     }
 
-    /// Every published cell of `table` (a cell and its unit set) whose units differ from a
-    /// released cell's by 1 to `threshold − 1` units.
+    /// Every published cell of `table` (a cell and its unit set) nested in or around a released
+    /// cell, 1 to `threshold − 1` units apart.
     pub fn differencing<'a>(
         &self,
         cells: impl Iterator<Item = (BTreeMap<String, String>, &'a RoaringBitmap)>,
         threshold: u64,
     ) -> Vec<Differencing> {
-        let released: Vec<(&str, &LedgerCell, &RoaringBitmap)> = self
-            .entries
-            .iter()
-            .flat_map(|(e, sets)| {
-                e.cells
-                    .iter()
-                    .zip(sets)
-                    .map(move |(c, s)| (e.output.as_str(), c, s))
-            })
-            .collect();
+        let released = BySize::new(self.entries.iter().flat_map(|(e, sets)| {
+            e.cells
+                .iter()
+                .zip(sets)
+                .map(move |(c, s)| (s, (e.output.as_str(), c)))
+        }));
         let mut found = Vec::new();
         for (key, units) in cells {
-            for &(output, cell, set) in &released {
-                if units.len().abs_diff(set.len()) >= threshold {
-                    continue;
-                }
-                let apart = units.len() + set.len() - 2 * units.intersection_len(set);
-                if apart >= 1 && apart < threshold {
+            for &(set, (output, cell)) in released.near(units.len(), threshold) {
+                if let Some(apart) = units_apart(units, set, threshold) {
                     found.push(Differencing {
                         key: key.clone(),
                         released_output: output.to_string(),
@@ -221,6 +213,75 @@ impl Ledger {
         }
         found
     }
+}
+
+/// How many units apart two published cells are when one's units contain the other's and they
+/// differ by 1 to `threshold − 1` units: subtracting the two counts (or sums) then gives away
+/// those few units. Cells that merely overlap are not a differencing pair: the difference of
+/// their values is not the value of any group of units.
+fn units_apart(a: &RoaringBitmap, b: &RoaringBitmap, threshold: u64) -> Option<u64> {
+    let apart = a.len().abs_diff(b.len());
+    if apart == 0 || apart >= threshold {
+        return None;
+    }
+    let (small, large) = if a.len() < b.len() { (a, b) } else { (b, a) };
+    small.is_subset(large).then_some(apart)
+}
+
+/// Unit sets sorted by size, so that the few within `threshold` of a size are found at once.
+struct BySize<'a, T> {
+    sets: Vec<(&'a RoaringBitmap, T)>,
+}
+
+impl<'a, T> BySize<'a, T> {
+    fn new(sets: impl Iterator<Item = (&'a RoaringBitmap, T)>) -> Self {
+        let mut sets: Vec<_> = sets.collect();
+        sets.sort_by_key(|(s, _)| s.len());
+        BySize { sets }
+    }
+
+    /// The sets whose size differs from `size` by less than `threshold`.
+    fn near(&self, size: u64, threshold: u64) -> &[(&'a RoaringBitmap, T)] {
+        let from = self
+            .sets
+            .partition_point(|(s, _)| s.len() + threshold <= size);
+        let to = self
+            .sets
+            .partition_point(|(s, _)| s.len() < size + threshold);
+        &self.sets[from..to.max(from)]
+    }
+}
+
+/// The cells of a submission's tables to withhold because they form a differencing pair with a
+/// published cell of an earlier table of the same submission (they will be released together):
+/// (table index, cell index), the later table's cell of each pair.
+fn differencing_within(
+    reports: &[Report],
+    sets: &[Vec<RoaringBitmap>],
+    threshold: u64,
+) -> Vec<(usize, usize)> {
+    let published = |t: usize| {
+        reports[t]
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.status.is_suppressed())
+            .map(move |(c, _)| (&sets[t][c], c))
+    };
+    let mut withheld = Vec::new();
+    for later in 1..reports.len() {
+        let earlier = BySize::new((0..later).flat_map(published));
+        for (units, c) in published(later) {
+            let pairs = earlier
+                .near(units.len(), threshold)
+                .iter()
+                .any(|(other, _)| units_apart(units, other, threshold).is_some());
+            if pairs {
+                withheld.push((later, c));
+            }
+        }
+    }
+    withheld
 }
 
 /// The outputs and ledger of one project.
@@ -436,26 +497,44 @@ impl Store {
             .iter()
             .map(|t| to_sdc_table(t, &Scaling::Uniform(1.0)))
             .collect();
-        let mut reports = kluis_sdc::protect(
-            Release {
-                tables: &sdc,
-                hierarchies: &[],
-                published: &published,
-            },
-            rules,
-            Rounding::None,
-        )?;
+        let sets: Vec<Vec<RoaringBitmap>> = tables
+            .iter()
+            .map(|t| t.cells.iter().map(|c| c.units.clone()).collect())
+            .collect();
+        // Tables submitted together are released together: a cell nested a few units inside a
+        // published cell of an earlier table is withheld, and the pattern is computed again
+        // around it. Withholding only grows, so this ends.
+        let mut withheld: Vec<(usize, usize)> = Vec::new();
+        let mut reports = loop {
+            let mut reports = kluis_sdc::protect(
+                Release {
+                    tables: &sdc,
+                    hierarchies: &[],
+                    published: &published,
+                    withheld: &withheld,
+                },
+                rules,
+                Rounding::None,
+            )?;
+            for (sdc_table, report) in sdc.iter().zip(reports.iter_mut()) {
+                if sdc_table.overlapping {
+                    withhold_margins_above(sdc_table, report);
+                }
+            }
+            let more = differencing_within(&reports, &sets, rules.threshold.min_units);
+            if more.is_empty() {
+                break reports;
+            }
+            withheld.extend(more);
+        };
         let outputs = self.outputs_dir();
         std::fs::create_dir_all(&outputs).map_err(io(&outputs))?;
         let mut records = Vec::new();
-        let numbered = (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()));
-        for (number, ((table, sdc_table), report)) in numbered {
-            if sdc_table.overlapping {
-                withhold_margins_above(sdc_table, report);
-            }
-            let sets: Vec<RoaringBitmap> = table.cells.iter().map(|c| c.units.clone()).collect();
+        let numbered =
+            (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()).zip(&sets));
+        for (number, (((table, sdc_table), report), sets)) in numbered {
             let differencing =
-                check_differencing(&ledger, sdc_table, report, &sets, rules.threshold.min_units);
+                check_differencing(&ledger, sdc_table, report, sets, rules.threshold.min_units);
             let verdict = if differencing.is_empty() {
                 report.status
             } else {

@@ -7,6 +7,7 @@
 
 mod audit;
 mod error;
+mod hypercube;
 pub mod input;
 pub mod microdata;
 mod primary;
@@ -37,6 +38,10 @@ pub struct Release<'a> {
     pub hierarchies: &'a [Hierarchy],
     /// Cells released before: the attacker knows them.
     pub published: &'a [PublishedCell],
+    /// Cells to withhold for a reason outside these tables, as (table index, cell index):
+    /// differencing against cells released elsewhere. They are primary, reason `differencing`,
+    /// and secondary suppression protects them like any other.
+    pub withheld: &'a [(usize, usize)],
 }
 
 /// Applies the primary rules, secondary suppression, the audit and rounding to a release, and
@@ -54,6 +59,7 @@ pub fn protect(
         tables,
         hierarchies,
         published,
+        withheld,
     } = release;
     for table in tables {
         if rounding.counts_only() && table.statistic != Statistic::Count {
@@ -68,6 +74,17 @@ pub fn protect(
         .iter()
         .map(|t| apply_primary(t, rules, hierarchies))
         .collect::<Result<Vec<_>, _>>()?;
+    for &(t, c) in withheld {
+        let verdict = verdicts
+            .get_mut(t)
+            .and_then(|v| v.get_mut(c))
+            .ok_or_else(|| SdcError::Input(format!("no cell {c} in table {t} to withhold")))?;
+        verdict.status = CellStatus::Primary;
+        if !verdict.reasons.contains(&Reason::Differencing) {
+            verdict.reasons.push(Reason::Differencing);
+            verdict.reasons.sort();
+        }
+    }
     let mut outcome = secondary_suppress(tables, &mut verdicts, hierarchies, published, rules)?;
     let mut result = audit(tables, &verdicts, hierarchies, published, rules)?;
     if !result.passed && outcome.method != Method::FallbackAll && outcome.unprotectable.is_empty() {
@@ -87,10 +104,13 @@ pub fn protect(
             .flatten()
             .filter(|v| v.status == CellStatus::Secondary)
             .count();
-        outcome.notes.push(
+        outcome.notes.push(if result.unaudited > 0 {
+            "the audit could not check the optimised pattern within its budget: kluis fell back to suppressing every cell not released before"
+                .into()
+        } else {
             "the audit found the optimised pattern unsafe: kluis fell back to suppressing every cell not released before"
-                .into(),
-        );
+                .into()
+        });
         result = audit(tables, &verdicts, hierarchies, published, rules)?;
     }
     Ok(tables

@@ -23,6 +23,9 @@ pub enum Reason {
     ExtremeValue,
     /// Some unit's contribution is negative.
     NegativeValues,
+    /// Its units are nested in (or contain) those of a cell released elsewhere, a few units
+    /// apart: the difference of the two would count those few.
+    Differencing,
     /// Suppressed to protect a primary cell.
     Secondary,
 }
@@ -37,6 +40,7 @@ impl Reason {
             Reason::ClassDisclosure => "class_disclosure",
             Reason::ExtremeValue => "extreme_value",
             Reason::NegativeValues => "negative_values",
+            Reason::Differencing => "differencing",
             Reason::Secondary => "secondary",
         }
     }

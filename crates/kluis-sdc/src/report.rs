@@ -61,6 +61,10 @@ pub struct CellReport {
     /// (upper null when unbounded).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub interval: Option<(f64, Option<f64>)>,
+    /// True when `interval` is the range of feasible values the audit found, inside the true
+    /// interval (cells of a large component: see the audit's notes), not its exact extremes.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub interval_inner: bool,
 }
 
 /// The audit's verdict in a report.
@@ -74,6 +78,12 @@ pub struct AuditSummary {
     pub derivable: usize,
     /// Primary quantities with too narrow an interval.
     pub underprotected: usize,
+    /// Suppressed quantities left unchecked when the audit's time budget ran out (it then fails).
+    #[serde(default)]
+    pub unaudited: usize,
+    /// What a reviewer should know about the audit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The report on one table.
@@ -125,11 +135,11 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
         audit,
         table_index,
     } = input;
-    let intervals: HashMap<usize, (f64, Option<f64>)> = audit
+    let intervals: HashMap<usize, ((f64, Option<f64>), bool)> = audit
         .cells
         .iter()
         .filter(|a| a.table == table_index)
-        .map(|a| (a.cell, (a.lower, a.upper)))
+        .map(|a| (a.cell, ((a.lower, a.upper), !a.exact)))
         .collect();
     let cells: Vec<CellReport> = table
         .cells
@@ -154,10 +164,12 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
                 status: v.status,
                 reasons: v.reasons.clone(),
                 interval: if v.status.is_suppressed() {
-                    intervals.get(&i).copied()
+                    intervals.get(&i).map(|(b, _)| *b)
                 } else {
                     None
                 },
+                interval_inner: v.status.is_suppressed()
+                    && intervals.get(&i).is_some_and(|(_, inner)| *inner),
             }
         })
         .collect();
@@ -179,6 +191,7 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
         Reason::ClassDisclosure,
         Reason::ExtremeValue,
         Reason::NegativeValues,
+        Reason::Differencing,
         Reason::Secondary,
     ] {
         let n = count(r);
@@ -189,8 +202,8 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
     if !audit.passed {
         let _ = write!(
             summary,
-            "; audit failed: {} derivable, {} under-protected",
-            audit.derivable, audit.underprotected
+            "; audit failed: {} derivable, {} under-protected, {} not checked in time",
+            audit.derivable, audit.underprotected, audit.unaudited
         );
     }
     let acro = acro_output(table, &cells, status, &summary);
@@ -213,6 +226,8 @@ pub(crate) fn build(input: ReportInput<'_>) -> Report {
             checked: audit.cells.len(),
             derivable: audit.derivable,
             underprotected: audit.underprotected,
+            unaudited: audit.unaudited,
+            notes: audit.notes.clone(),
         },
         cells,
         acro,
@@ -343,7 +358,7 @@ impl Report {
             self.audit.derivable,
             self.audit.underprotected
         );
-        for note in &s.notes {
+        for note in s.notes.iter().chain(&self.audit.notes) {
             let _ = writeln!(out, "note: {note}");
         }
         out.push('\n');
@@ -406,8 +421,9 @@ impl Report {
 }
 
 fn fmt_num(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
+    // LP bounds come back as 23.9999999 for 24: whole to within solver tolerance reads whole.
+    if (x - x.round()).abs() < 1e-6 && x.abs() < 1e15 {
+        format!("{:.0}", x.round())
     } else {
         format!("{x:.4}")
     }

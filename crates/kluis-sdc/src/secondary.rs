@@ -11,12 +11,14 @@
 //! One HiGHS model is kept and re-solved from its previous basis, changing only bounds and costs.
 //! Ties are broken by cell order, so the pattern is deterministic.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use highs::{Col, HighsModelStatus, Model, RowProblem, Sense};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SdcError;
+use crate::hypercube::Cubes;
 use crate::primary::{CellStatus, CellVerdict, Reason};
 use crate::rules::RuleSet;
 use crate::system::System;
@@ -30,6 +32,9 @@ pub enum Method {
     None,
     /// One minimum-cost protection LP per primary cell.
     LpGreedy,
+    /// The cheapest hypercube per primary cell in flat tables, a protection LP where no cube
+    /// applies or is wide enough.
+    Hypercube,
     /// The time budget ran out: every cell not released before is suppressed.
     FallbackAll,
 }
@@ -108,8 +113,13 @@ pub fn secondary_suppress(
     };
     let budget = rules.secondary.time_limit_secs;
 
+    // Tables that share no cell are independent: each connected part of the system gets its own,
+    // smaller LP. The pattern is the same as with one LP over everything.
+    let part = system.parts();
+    let mut lps: HashMap<usize, ProtectionLp> = HashMap::new();
+    let cubes = Cubes::new(tables, hierarchies, &system);
+    let (mut by_cube, mut by_lp) = (0, 0);
     if !order.is_empty() {
-        let mut lp = ProtectionLp::new(&system, &suppressed, scale);
         for (done, &p) in order.iter().enumerate() {
             if system.vars[p].fixed {
                 unprotectable.push(system.vars[p].cells[0]);
@@ -125,7 +135,25 @@ pub fn secondary_suppress(
                 method = Method::FallbackAll;
                 break;
             }
-            let width = rules.protection.required_width(system.vars[p].value) / scale;
+            let width = rules.protection.required_width(system.vars[p].value);
+            if let Some(corners) = cubes.best(&system, p, width, &suppressed) {
+                by_cube += 1;
+                for i in corners {
+                    if !suppressed[i] {
+                        suppressed[i] = true;
+                        if let Some(lp) = lps.get_mut(&part[i]) {
+                            lp.mark_suppressed(i);
+                        }
+                    }
+                }
+                continue;
+            }
+            by_lp += 1;
+            let width = width / scale;
+            let lp = lps.entry(part[p]).or_insert_with(|| {
+                let members: Vec<bool> = part.iter().map(|&q| q == part[p]).collect();
+                ProtectionLp::new(&system, &suppressed, scale, &members)
+            });
             match lp.protect(p, width, remaining)? {
                 Some(moved) => {
                     for i in moved {
@@ -147,6 +175,12 @@ pub fn secondary_suppress(
                 None => unprotectable.push(system.vars[p].cells[0]),
             }
         }
+    }
+    if method == Method::LpGreedy && by_cube > 0 {
+        method = Method::Hypercube;
+        notes.push(format!(
+            "{by_cube} primary cells protected by a hypercube, {by_lp} by a protection LP"
+        ));
     }
     if method == Method::FallbackAll {
         for (i, var) in system.vars.iter().enumerate() {
@@ -194,17 +228,20 @@ struct ProtectionLp {
     values: Vec<f64>,
     free: Vec<bool>,
     timed_out: bool,
+    /// When the model was made: HiGHS's time limit runs from there.
+    born: Instant,
 }
 
 impl ProtectionLp {
-    fn new(system: &System, suppressed: &[bool], scale: f64) -> ProtectionLp {
+    /// The LP over the variables marked in `members` (a connected part of the system).
+    fn new(system: &System, suppressed: &[bool], scale: f64, members: &[bool]) -> ProtectionLp {
         let n = system.vars.len();
         let mut pb = RowProblem::default();
         let values: Vec<f64> = system.vars.iter().map(|v| v.value / scale).collect();
         let free: Vec<bool> = system.vars.iter().map(|v| v.free).collect();
         let mut col = vec![None; n];
         for (i, var) in system.vars.iter().enumerate() {
-            if var.fixed {
+            if var.fixed || !members[i] {
                 continue;
             }
             let cost = if suppressed[i] {
@@ -241,6 +278,7 @@ impl ProtectionLp {
             values,
             free,
             timed_out: false,
+            born: Instant::now(),
         }
     }
 
@@ -262,7 +300,11 @@ impl ProtectionLp {
         let mut model = self.model.take().expect("model present");
         model.change_column_bounds(up, width..=width);
         model.change_column_bounds(dn, 0.0..=0.0);
-        model.set_option("time_limit", seconds.max(0.001));
+        // HiGHS counts its time limit from the model's first solve, over every solve since.
+        model.set_option(
+            "time_limit",
+            self.born.elapsed().as_secs_f64() + seconds.max(0.001),
+        );
         let solved = model
             .try_solve()
             .map_err(|e| SdcError::Solver(format!("{e:?}")))?;

@@ -52,6 +52,29 @@ fn canonical(dims: &[String], key: &[String]) -> Vec<(String, String)> {
 }
 
 impl System {
+    /// For each variable, the connected part of the system it is in (the smallest variable id
+    /// of the part): variables linked by equations, directly or through others.
+    pub fn parts(&self) -> Vec<usize> {
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut parent: Vec<usize> = (0..self.vars.len()).collect();
+        for eq in &self.eqs {
+            let Some(&(first, _)) = eq.first() else {
+                continue;
+            };
+            for &(v, _) in &eq[1..] {
+                let (a, b) = (root(&mut parent, first), root(&mut parent, v));
+                parent[a.max(b)] = a.min(b);
+            }
+        }
+        (0..parent.len()).map(|i| root(&mut parent, i)).collect()
+    }
+
     pub fn build(
         tables: &[Table],
         hierarchies: &[Hierarchy],

@@ -31,7 +31,7 @@ proptest! {
             "name = \"prop\"\nversion = 1\n[class_disclosure]\nzeros = {zeros}\nfull_share = false\n"
         )).unwrap();
         let tables = [t];
-        let r = &protect(Release { tables: &tables, hierarchies: &[], published: &[] }, &rules, Rounding::None).unwrap()[0];
+        let r = &protect(Release { tables: &tables, hierarchies: &[], published: &[], withheld: &[] }, &rules, Rounding::None).unwrap()[0];
         prop_assert!(r.audit.passed, "{}", r.to_text());
         prop_assert_ne!(r.secondary.method, Method::FallbackAll, "{}", r.to_text());
         for c in &r.cells {

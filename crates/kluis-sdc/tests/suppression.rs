@@ -24,6 +24,7 @@ fn release(tables: &[Table]) -> Release<'_> {
         tables,
         hierarchies: &[],
         published: &[],
+        withheld: &[],
     }
 }
 
@@ -137,6 +138,7 @@ fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
             tables: std::slice::from_ref(&t),
             hierarchies: &hs,
             published: &[],
+            withheld: &[],
         },
         &rules,
         Rounding::None,
@@ -192,6 +194,7 @@ fn cells_released_before_constrain_the_pattern() {
             tables: std::slice::from_ref(&t),
             hierarchies: &[],
             published: &published,
+            withheld: &[],
         },
         &rules,
         Rounding::None,
@@ -224,6 +227,7 @@ fn a_primary_cell_released_before_cannot_be_protected() {
             tables: std::slice::from_ref(&t),
             hierarchies: &[],
             published: &published,
+            withheld: &[],
         },
         &no_class(),
         Rounding::None,
@@ -293,4 +297,103 @@ fn report_json_has_the_fixed_shape() {
         text.contains("primary") && text.contains("threshold") && text.contains("secondary"),
         "{text}"
     );
+}
+
+/// A 4×3×3 count table with a few small cells, every margin included.
+fn cube_3d() -> Table {
+    let interior: Vec<u64> = (0..36)
+        .map(|i| if i % 7 == 3 { 4 } else { 20 + (i * 13 % 50) })
+        .collect();
+    common::count_cube(&[4, 3, 3], &interior)
+}
+
+#[test]
+fn a_3d_table_is_protected_by_hypercubes_the_audit_accepts() {
+    let tables = [cube_3d()];
+    let r = &protect(
+        Release {
+            tables: &tables,
+            hierarchies: &[],
+            published: &[],
+            withheld: &[],
+        },
+        &no_class(),
+        Rounding::None,
+    )
+    .unwrap()[0];
+    assert_eq!(
+        r.secondary.method,
+        kluis_sdc::Method::Hypercube,
+        "{}",
+        r.to_text()
+    );
+    assert!(r.audit.passed, "{}", r.to_text());
+    assert!(r.secondary.secondary > 0);
+    // A cube has at most 8 corners per primary cell: far from suppressing everything.
+    let suppressed = r.cells.iter().filter(|c| c.status.is_suppressed()).count();
+    assert!(suppressed < r.cells.len() / 2, "{}", r.to_text());
+    for c in r.cells.iter().filter(|c| c.status.is_suppressed()) {
+        let (lo, hi) = c.interval.expect("every suppressed cell audited");
+        let width = hi.unwrap_or(f64::INFINITY) - lo;
+        assert!(width > 0.0, "{:?} derivable", c.key);
+        if c.status == CellStatus::Primary {
+            assert!(width >= rules().protection.required_width(c.value.unwrap()) - 1e-9);
+        }
+    }
+}
+
+#[test]
+fn when_the_search_budget_runs_out_the_fallback_is_audited_as_a_cone() {
+    // A budget too small for any search: every cell is suppressed, nothing is published, so every
+    // positive cell can be anything from 0 up.
+    let rules = RuleSet::from_toml_str(
+        "name = \"t\"\nversion = 1\n[class_disclosure]\nzeros = false\nfull_share = false\n\
+         [secondary]\ntime_limit_secs = 1e-12\n",
+    )
+    .unwrap();
+    let tables = [cube_3d()];
+    let r = &protect(
+        Release {
+            tables: &tables,
+            hierarchies: &[],
+            published: &[],
+            withheld: &[],
+        },
+        &rules,
+        Rounding::None,
+    )
+    .unwrap()[0];
+    assert_eq!(r.secondary.method, kluis_sdc::Method::FallbackAll);
+    assert!(r.audit.passed, "{}", r.to_text());
+    assert_eq!(r.status, TableStatus::Pass);
+    assert!(r.cells.iter().all(|c| c.published.is_none()));
+    for c in &r.cells {
+        assert_eq!(c.interval, Some((0.0, None)), "{:?}", c.key);
+    }
+}
+
+#[test]
+fn zero_cells_in_a_cone_are_derivable_only_when_pinned() {
+    // Everything suppressed and nothing published: the cone. A zero cell whose row is all zeros
+    // can still be positive (with its margins), so it is [0, ∞) like the others.
+    let t = count_table(&["a", "b"], &["x", "y"], &[&[0, 0], &[15, 12]]);
+    let mut verdicts = vec![apply_primary(&t, &no_class(), &[]).unwrap()];
+    for v in verdicts[0].iter_mut() {
+        v.status = CellStatus::Secondary;
+    }
+    let tables = [t];
+    let a = audit(&tables, &verdicts, &[], &[], &no_class()).unwrap();
+    assert!(a.passed);
+    assert!(a.cells.iter().all(|c| c.lower == 0.0 && c.upper.is_none()));
+
+    // Publish the row total of `a` (0): its two cells are pinned at 0, derivable; still a cone.
+    let row_a = cell(&tables[0], &["a", TOTAL]);
+    verdicts[0][row_a].status = CellStatus::Ok;
+    let a = audit(&tables, &verdicts, &[], &[], &no_class()).unwrap();
+    assert!(!a.passed);
+    assert_eq!(a.derivable, 2);
+    for c in a.cells.iter().filter(|c| c.derivable) {
+        assert_eq!((c.lower, c.upper), (0.0, Some(0.0)));
+        assert_eq!(tables[0].cells[c.cell].key[0], "a");
+    }
 }

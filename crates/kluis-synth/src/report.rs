@@ -283,8 +283,19 @@ impl Report {
         }
     }
 
-    /// The report as a table for people.
+    /// The report as a table for people: every check.
     pub fn table(&self) -> String {
+        self.render(|_| true)
+    }
+
+    /// The headline: the checks of the last year and of the whole period, and every check
+    /// outside its tolerance, whatever its year.
+    pub fn summary(&self) -> String {
+        let last = self.checks.iter().filter_map(|c| c.year).max();
+        self.render(|c| !c.pass || c.year.is_none() || c.year == last)
+    }
+
+    fn render(&self, shown: impl Fn(&Check) -> bool) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -308,7 +319,7 @@ impl Report {
                 format!("{:.2}%", 100.0 * v)
             }
         };
-        for c in &self.checks {
+        for c in self.checks.iter().filter(|c| shown(c)) {
             let target = match (c.target, c.range) {
                 (Some(t), _) => format!(
                     "{}{}",

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Pseudonymised research extracts and a disclosure-controlled SQL enclave for person-year data"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     globals: trust::Globals,
     #[command(subcommand)]
@@ -24,7 +24,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Print the code lists (countries, employer types, statuut, education, NACE, ...).
     Codelist(cmd::codelist::Args),
     /// Validate INSZ numbers (national register and BIS) and show what they encode.
@@ -59,34 +59,43 @@ enum Command {
     Output(cmd::output::Args),
     /// Write a project's released tables, charts and audit summary as one self-contained HTML page.
     Report(cmd::report::Args),
+    /// Show every step end to end on a synthetic population, narrated: warehouse, project,
+    /// extract with risk report, a research job on the sample and the full population,
+    /// disclosure control, review and release, audit, retention.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
     let Cli { globals, command } = Cli::parse();
-    let result = match command {
-        Command::Codelist(args) => cmd::codelist::run(args),
-        Command::Insz(args) => cmd::insz::run(args),
-        Command::Derive(args) => cmd::derive::run(args),
-        Command::Init(args) => cmd::init::run(args, &globals),
-        Command::Authorisation(args) => cmd::authorisation::run(args),
-        Command::Project(args) => cmd::project::run(args, &globals),
-        Command::Audit(args) => cmd::audit::run(args, &globals),
-        Command::Retention(args) => cmd::retention::run(args, &globals),
-        Command::Extract(args) => cmd::extract::run(args, &globals),
-        Command::Sdc(args) => cmd::sdc::run(args),
-        Command::Risk(args) => cmd::risk::run(args, &globals),
-        Command::Generate(args) => cmd::generate::run(args),
-        Command::Ingest(args) => cmd::ingest::run(args),
-        Command::Warehouse(args) => cmd::warehouse::run(args),
-        Command::Job(args) => cmd::job::run(args, &globals),
-        Command::Output(args) => cmd::output::run(args, &globals),
-        Command::Report(args) => cmd::report::run(args, &globals),
-    };
-    match result {
+    match run(command, &globals) {
         Ok(status) => status,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(exit::status_for(&error))
         }
+    }
+}
+
+/// Runs one command: what `kluis COMMAND ...` does, also for the demo's steps.
+pub(crate) fn run(command: Command, globals: &trust::Globals) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Codelist(args) => cmd::codelist::run(args),
+        Command::Insz(args) => cmd::insz::run(args),
+        Command::Derive(args) => cmd::derive::run(args),
+        Command::Init(args) => cmd::init::run(args, globals),
+        Command::Authorisation(args) => cmd::authorisation::run(args),
+        Command::Project(args) => cmd::project::run(args, globals),
+        Command::Audit(args) => cmd::audit::run(args, globals),
+        Command::Retention(args) => cmd::retention::run(args, globals),
+        Command::Extract(args) => cmd::extract::run(args, globals),
+        Command::Sdc(args) => cmd::sdc::run(args),
+        Command::Risk(args) => cmd::risk::run(args, globals),
+        Command::Generate(args) => cmd::generate::run(args),
+        Command::Ingest(args) => cmd::ingest::run(args),
+        Command::Warehouse(args) => cmd::warehouse::run(args),
+        Command::Job(args) => cmd::job::run(args, globals),
+        Command::Output(args) => cmd::output::run(args, globals),
+        Command::Report(args) => cmd::report::run(args, globals),
+        Command::Demo(args) => cmd::demo::run(args),
     }
 }

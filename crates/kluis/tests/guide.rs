@@ -46,6 +46,11 @@ fn every_command_of_the_guide_runs() {
         "kluis extract verify",
         "kluis risk",
         "kluis sdc table",
+        "kluis job check",
+        "kluis job run",
+        "kluis output show",
+        "kluis output release",
+        "kluis output reject",
         "kluis audit verify",
         "kluis retention enforce",
     ] {

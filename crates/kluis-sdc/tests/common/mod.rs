@@ -73,7 +73,7 @@ pub fn sum_cell_table(contributions: &[f64]) -> Table {
     }
 }
 
-pub fn cell<'a>(t: &'a Table, key: &[&str]) -> usize {
+pub fn cell(t: &Table, key: &[&str]) -> usize {
     t.cells
         .iter()
         .position(|c| c.key.iter().map(String::as_str).eq(key.iter().copied()))

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod authorisation;
 pub mod codelist;
+pub mod demo;
 pub mod derive;
 pub mod extract;
 pub mod generate;

@@ -86,19 +86,37 @@ fn reason_given(reason: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn row(r: &OutputRecord) -> String {
-    format!(
-        "{:<14} {:<9} {:<7} {:<20} {:<20} {}",
-        r.id,
-        r.status.name(),
-        serde_json::to_value(r.verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        r.output,
-        r.job,
-        r.submitter
-    )
+/// The outputs as aligned columns, one line each (no values: those are for `show`).
+fn listing(records: &[OutputRecord]) -> String {
+    let mut rows =
+        vec![["id", "status", "verdict", "output", "job", "submitter"].map(String::from)];
+    for r in records {
+        rows.push([
+            r.id.clone(),
+            r.status.name().to_string(),
+            serde_json::to_value(r.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            r.output.clone(),
+            r.job.clone(),
+            r.submitter.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|j| rows.iter().map(|r| r[j].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(field, &w)| format!("{field:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -128,13 +146,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             } else if records.is_empty() {
                 println!("no outputs");
             } else {
-                println!(
-                    "{:<14} {:<9} {:<7} {:<20} {:<20} submitter",
-                    "id", "status", "verdict", "output", "job"
-                );
-                for r in &records {
-                    println!("{}", row(r));
-                }
+                print!("{}", listing(&records));
             }
         }
         Action::Show { id, json } => {
@@ -185,7 +197,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     d.key, d.released_key, d.released_output, d.units_apart
                 );
             }
-            print!("{}", stored.report.to_text());
+            // The report's own measure is kluis's internal linking key; the reviewer reads the
+            // output's column name.
+            let mut report = stored.report;
+            report.measure = Some(r.measure.clone());
+            print!("{}", report.to_text());
         }
         Action::Release { id, reason } => {
             reason_given(&reason)?;

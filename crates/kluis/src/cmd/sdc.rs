@@ -202,6 +202,7 @@ fn report(
             tables,
             hierarchies,
             published: &[],
+            withheld: &[],
         },
         rules,
         rounding,
