@@ -32,6 +32,7 @@ fn explain(reason: &str) -> String {
         "class_disclosure" => "everyone or no one in the group has the attribute (a 0% or 100% share), which discloses it for each of them".into(),
         "extreme_value" => "a minimum or maximum is one person's own value".into(),
         "negative_values" => "some contributions are negative, so the concentration rules cannot vouch for the cell".into(),
+        "differencing" => "the persons behind the cell differ by only a few from those behind a cell released before (or in another table of the same job): the difference of the two would be about those few".into(),
         "secondary" => "withheld to protect another withheld cell, which could otherwise be worked out from the totals".into(),
         other => format!("reason `{other}` (not known to this version of kluis: see the rule set)"),
     }
@@ -497,6 +498,7 @@ fn reading_section(h: &mut String, tables: &[ReleasedTable]) {
         "class_disclosure",
         "extreme_value",
         "negative_values",
+        "differencing",
         "secondary",
     ];
     for r in tables

@@ -135,7 +135,13 @@ fn the_demo_does_every_step_and_says_so() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].to_string())
         .collect();
-    for action in ["project.create", "extract", "job run", "output release", "report"] {
+    for action in [
+        "project.create",
+        "extract",
+        "job run",
+        "output release",
+        "report",
+    ] {
         assert!(
             actions.iter().any(|a| a.contains(action)),
             "the audit log records `{action}`: {actions:?}"

@@ -51,6 +51,7 @@ fn every_command_of_the_guide_runs() {
         "kluis output show",
         "kluis output release",
         "kluis output reject",
+        "kluis report",
         "kluis audit verify",
         "kluis retention enforce",
     ] {
@@ -100,6 +101,11 @@ fn every_command_of_the_guide_runs() {
     assert!(
         stderr.contains("retention date"),
         "23/224 was refused for its retention date"
+    );
+    let report = std::fs::read_to_string(file("report.html")).unwrap();
+    assert!(
+        report.contains("id=\"t-99-001-0001\"") && report.contains("<svg class=\"chart\""),
+        "the report shows the released tables with a chart"
     );
     let audit = std::fs::read_to_string(file("audit.jsonl")).unwrap();
     assert!(audit.contains("trial on a synthetic population"));

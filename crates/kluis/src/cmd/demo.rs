@@ -100,7 +100,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             job.join("results").join("sample"),
         ),
         ("released tables", project_dir.join("released")),
-        ("their report (open in a browser)", demo.dir.join("report.html")),
+        (
+            "their report (open in a browser)",
+            demo.dir.join("report.html"),
+        ),
         ("audit log export", demo.dir.join("audit.jsonl")),
     ] {
         println!("  {what:<34} {}", path.display());
@@ -442,7 +445,13 @@ impl Demo {
         );
         self.kluis(
             Some(RESEARCHER),
-            &["report", "--project", PROJECT, "--out", &self.path("report.html")],
+            &[
+                "report",
+                "--project",
+                PROJECT,
+                "--out",
+                &self.path("report.html"),
+            ],
         )
     }
 
