@@ -1,6 +1,9 @@
 //! Charts of released series: for a table with a `year` dimension, its measure over the years,
-//! one line per value of the other dimension with the fewest values, every further dimension at
-//! its total. A withheld value is a gap in its line (the line is split there), never a zero.
+//! one line per value of another dimension, every further dimension at its total. The first chart
+//! is by the dimension with the fewest values; each other dimension with at most [`MAX_LINES`]
+//! values gets its own chart too, so a table by year, sex and employer group shows the shares by
+//! employer group as well as by sex. A withheld value is a gap in its line (the line is split
+//! there), never a zero.
 
 use std::collections::HashMap;
 
@@ -68,20 +71,25 @@ impl ChartData {
     }
 }
 
-/// The chart of a table, when it has a `year` dimension whose values are all years.
-pub(crate) fn select(table: &ReleasedTable) -> Option<ChartData> {
-    let year_at = table.dimensions.iter().position(|d| d == "year")?;
+/// The charts of a table: none unless it has a `year` dimension whose values are all years.
+pub(crate) fn select(table: &ReleasedTable) -> Vec<ChartData> {
+    let Some(year_at) = table.dimensions.iter().position(|d| d == "year") else {
+        return Vec::new();
+    };
     let mut years = Vec::new();
     for cell in &table.cells {
         let year = &cell.key[year_at];
         if year != TOTAL {
-            years.push(year.parse::<i64>().ok()?);
+            match year.parse::<i64>() {
+                Ok(y) => years.push(y),
+                Err(_) => return Vec::new(),
+            }
         }
     }
     years.sort_unstable();
     years.dedup();
     if years.is_empty() {
-        return None;
+        return Vec::new();
     }
 
     // Each other dimension's values, in the table's order.
@@ -95,16 +103,18 @@ pub(crate) fn select(table: &ReleasedTable) -> Option<ChartData> {
         }
         seen
     };
-    let by = (0..table.dimensions.len())
+    // Fewest values first (a stable sort keeps the table's order among equals); the first
+    // always, the others when their lines fit one chart.
+    let mut others: Vec<(usize, Vec<&str>)> = (0..table.dimensions.len())
         .filter(|&d| d != year_at)
         .map(|d| (d, values_of(d)))
-        .min_by_key(|(_, values)| values.len());
-    let at_total: Vec<String> = table
-        .dimensions
+        .collect();
+    others.sort_by_key(|(_, values)| values.len());
+    let chosen: Vec<&(usize, Vec<&str>)> = others
         .iter()
         .enumerate()
-        .filter(|&(d, _)| d != year_at && Some(d) != by.as_ref().map(|b| b.0))
-        .map(|(_, name)| name.clone())
+        .filter(|(i, (_, values))| *i == 0 || values.len() <= MAX_LINES)
+        .map(|(_, other)| other)
         .collect();
 
     let cells: HashMap<&[String], &crate::ReleasedCell> =
@@ -129,25 +139,36 @@ pub(crate) fn select(table: &ReleasedTable) -> Option<ChartData> {
             .collect();
         Line { label, points }
     };
-    let (lines, left_out, by) = match by {
-        None => (vec![line(table.measure.clone(), None)], 0, None),
-        Some((d, values)) => {
-            let left_out = values.len().saturating_sub(MAX_LINES);
-            let lines = values
+    if chosen.is_empty() {
+        let lines = vec![line(table.measure.clone(), None)];
+        return vec![ChartData {
+            years,
+            by: None,
+            at_total: Vec::new(),
+            lines,
+            left_out: 0,
+        }];
+    }
+    chosen
+        .into_iter()
+        .map(|(d, values)| ChartData {
+            years: years.clone(),
+            by: Some(table.dimensions[*d].clone()),
+            at_total: table
+                .dimensions
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != year_at && i != *d)
+                .map(|(_, name)| name.clone())
+                .collect(),
+            lines: values
                 .iter()
                 .take(MAX_LINES)
-                .map(|v| line(v.to_string(), Some((d, v))))
-                .collect();
-            (lines, left_out, Some(table.dimensions[d].clone()))
-        }
-    };
-    Some(ChartData {
-        years,
-        by,
-        at_total,
-        lines,
-        left_out,
-    })
+                .map(|v| line(v.to_string(), Some((*d, v))))
+                .collect(),
+            left_out: values.len().saturating_sub(MAX_LINES),
+        })
+        .collect()
 }
 
 /// The runs of consecutive values of a line: a withheld or missing year ends a run.
@@ -351,13 +372,15 @@ mod tests {
                 cell(&["2010", "Total"], Some(0.28)),
             ],
         );
-        let chart = select(&t).unwrap();
+        let charts = select(&t);
+        assert_eq!(charts.len(), 1);
+        let chart = &charts[0];
         assert_eq!(chart.years, vec![2010, 2011, 2012, 2013, 2014]);
         assert_eq!(chart.by.as_deref(), Some("employer_type"));
         assert_eq!(chart.withheld(), 1);
         assert_eq!(chart.lines[0].points[2], Point::Withheld);
 
-        let svg = svg(&chart, "share_foreign", "chart", "99-001-0001").unwrap();
+        let svg = svg(chart, "share_foreign", "chart", "99-001-0001").unwrap();
         let federal = polylines(&svg, PALETTE[0]);
         assert_eq!(federal.len(), 2, "two segments around the gap: {federal:?}");
         assert_eq!(federal[0].len(), 2);
@@ -412,33 +435,54 @@ mod tests {
     }
 
     #[test]
-    fn the_line_dimension_is_the_one_with_fewest_values_the_rest_at_total() {
+    fn the_first_chart_is_by_the_dimension_with_fewest_values_then_each_that_fits() {
         let mut cells = Vec::new();
+        let ages: Vec<String> = (0..12)
+            .map(|i| format!("{}-{}", 15 + 5 * i, 19 + 5 * i))
+            .collect();
         for year in ["2010", "2011"] {
             for sex in ["M", "F", "Total"] {
                 for group in ["FEDERAL", "PRIVATE", "NON_FEDERAL_PUBLIC", "Total"] {
-                    cells.push(cell(&[group, year, sex], Some(1.0)));
+                    for age in ages.iter().map(String::as_str).chain(["Total"]) {
+                        cells.push(cell(&[group, year, sex, age], Some(1.0)));
+                    }
                 }
             }
         }
-        cells.push(cell(&["FEDERAL", "Total", "Total"], Some(2.0)));
-        let chart = select(&table(&["employer_type", "year", "sex"], cells)).unwrap();
-        assert_eq!(chart.by.as_deref(), Some("sex"));
-        assert_eq!(chart.at_total, vec!["employer_type"]);
-        let labels: Vec<&str> = chart.lines.iter().map(|l| l.label.as_str()).collect();
+        let t = table(&["employer_type", "year", "sex", "age"], cells);
+        let charts = select(&t);
+        let by: Vec<Option<&str>> = charts.iter().map(|c| c.by.as_deref()).collect();
+        // Age has more values than a chart has colours: no chart of its own.
+        assert_eq!(by, [Some("sex"), Some("employer_type")]);
+        assert_eq!(charts[0].at_total, vec!["employer_type", "age"]);
+        assert_eq!(charts[1].at_total, vec!["sex", "age"]);
+        let labels: Vec<&str> = charts[0].lines.iter().map(|l| l.label.as_str()).collect();
         assert_eq!(labels, ["M", "F"]);
+        assert_eq!(charts[1].lines.len(), 3);
+
+        // When even the fewest values are too many, that one chart has the first MAX_LINES.
+        let mut cells = Vec::new();
+        for age in ages.iter().map(String::as_str).chain(["Total"]) {
+            cells.push(cell(&["2010", age], Some(1.0)));
+        }
+        let charts = select(&table(&["year", "age"], cells));
+        assert_eq!(charts.len(), 1);
+        assert_eq!(charts[0].lines.len(), MAX_LINES);
+        assert_eq!(charts[0].left_out, 2);
 
         // Only a year: one line, named after the measure.
         let only = table(
             &["year"],
             vec![cell(&["2010"], Some(1.0)), cell(&["2011"], Some(2.0))],
         );
-        let chart = select(&only).unwrap();
-        assert_eq!(chart.by, None);
-        assert_eq!(chart.lines.len(), 1);
-        assert_eq!(chart.lines[0].label, "share_foreign");
+        let charts = select(&only);
+        assert_eq!(charts.len(), 1);
+        assert_eq!(charts[0].by, None);
+        assert_eq!(charts[0].lines.len(), 1);
+        assert_eq!(charts[0].lines[0].label, "share_foreign");
 
-        // No year dimension: no chart.
-        assert!(select(&table(&["sex"], vec![cell(&["M"], Some(1.0))])).is_none());
+        // No year dimension, or a year that is not one: no chart.
+        assert!(select(&table(&["sex"], vec![cell(&["M"], Some(1.0))])).is_empty());
+        assert!(select(&table(&["year"], vec![cell(&["recent"], Some(1.0))])).is_empty());
     }
 }

@@ -312,7 +312,7 @@ fn table_article(h: &mut String, t: &ReleasedTable) -> Result<(), ReportError> {
         e(t.released_by.as_deref().unwrap_or("(not recorded)")),
         e(&t.summary)
     );
-    if let Some(chart) = chart::select(t) {
+    for chart in chart::select(t) {
         chart_figure(h, t, &chart)?;
     }
 
