@@ -142,14 +142,15 @@ fn person_year_and_trajectory_risk_equal_a_brute_force_count() {
 
     // Trajectories: each person's (year, values) sequence over the whole population.
     let tq = &a.risk.trajectory_quasi_identifiers;
-    let mut trajectory: HashMap<i64, Vec<(i32, Vec<Option<String>>)>> = HashMap::new();
+    type Trajectory = Vec<(i32, Vec<Option<String>>)>;
+    let mut trajectory: HashMap<i64, Trajectory> = HashMap::new();
     for r in 0..all.num_rows() {
         trajectory
             .entry(pseudonym(&all, r))
             .or_default()
             .push((year(&all, r), values(&all, r, tq)));
     }
-    let mut counts: HashMap<&Vec<(i32, Vec<Option<String>>)>, u32> = HashMap::new();
+    let mut counts: HashMap<&Trajectory, u32> = HashMap::new();
     for t in trajectory.values() {
         *counts.entry(t).or_default() += 1;
     }
