@@ -476,6 +476,42 @@ impl CodedPopulation {
         self.year_batch_of(year, sample, &self.columns)
     }
 
+    /// Every year's coded person-years of the whole population (the enclave's view), with only
+    /// the named variables coded (pseudonym, year and stratum always), on `threads` threads, each
+    /// year's batch handed to `each` as soon as it is coded (so that it can be made smaller
+    /// before the next is coded); the results in year order.
+    pub fn all_years<T: Send>(
+        &self,
+        variables: &[String],
+        threads: usize,
+        each: impl Fn(RecordBatch) -> T + Sync,
+    ) -> Result<Vec<T>> {
+        let columns = self.columns.keep(variables);
+        let years: Vec<i32> = self.years().collect();
+        let threads = threads.clamp(1, years.len().max(1));
+        let mut coded: Vec<(i32, Result<T>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (years, columns, each) = (&years, &columns, &each);
+                    scope.spawn(move || {
+                        years
+                            .iter()
+                            .skip(t)
+                            .step_by(threads)
+                            .map(|&year| (year, self.year_batch_of(year, None, columns).map(each)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a coding thread panicked"))
+                .collect()
+        });
+        coded.sort_by_key(|(year, _)| *year);
+        coded.into_iter().map(|(_, batch)| batch).collect()
+    }
+
     /// The output columns the population is coded in.
     pub(crate) fn columns(&self) -> &Columns {
         &self.columns

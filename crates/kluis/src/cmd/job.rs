@@ -333,6 +333,7 @@ fn full_view(
     job: &Job,
     limits: Limits,
 ) -> anyhow::Result<(PersonYearsSource, u64)> {
+    let threads = limits.threads;
     let population = grant
         .with_key(|key| coded_population(warehouse, project.authorisation(), key))
         .map_err(state_error)?
@@ -365,12 +366,16 @@ fn full_view(
         .map(|f| f.name().clone())
         .filter(|n| columns.contains(n))
         .collect();
+    // Only the columns the job reads are coded (no origin derivation when none is read), one
+    // year per thread at a time.
     let mut batches = Vec::new();
     let mut rows = 0u64;
-    for year in population.years() {
-        let batch = population.year_batch(year, None)?;
-        rows += batch.num_rows() as u64;
-        batches.push(compact(&batch, Some(&columns)).map_err(anyhow::Error::msg)?);
+    let coded = population.all_years(&columns, threads, |batch| {
+        (batch.num_rows() as u64, compact(&batch, Some(&columns)))
+    })?;
+    for (year_rows, batch) in coded {
+        rows += year_rows;
+        batches.push(batch.map_err(anyhow::Error::msg)?);
     }
     let schema = match batches.first() {
         Some(b) => b.schema(),
