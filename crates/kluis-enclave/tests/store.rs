@@ -266,3 +266,88 @@ fn a_released_margin_constrains_the_next_pattern() {
     );
     assert_protected(&stored_report(&store, &records[0].id));
 }
+
+#[test]
+fn cells_that_overlap_without_nesting_are_not_differencing() {
+    // Brussels women (60) and Brussels age group A (62) share 57 persons, 8 apart, but neither
+    // holds the other: 60 and 62 count no group of persons, so the second output passes.
+    let e = enclave(&[
+        ("BRU", "F", "A", 57),
+        ("BRU", "F", "B", 3),
+        ("BRU", "M", "A", 5),
+        ("BRU", "M", "B", 40),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(&tmp.path().join("project"), "99-001");
+    let released = tmp.path().join("released");
+    let rules = RuleSet::default_set();
+    let by_sex = job(&[(
+        "f",
+        "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE sex = 'F' GROUP BY region",
+    )]);
+    store
+        .submit(&by_sex, &run(&e, &by_sex), &rules, "rita", NOW)
+        .unwrap();
+    release(&store, "99-001-0001", &released);
+    let by_age = job(&[(
+        "a",
+        "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE age = 'A' GROUP BY region",
+    )]);
+    let records = store
+        .submit(&by_age, &run(&e, &by_age), &rules, "rita", NOW)
+        .unwrap();
+    assert_eq!(
+        cell(&stored_report(&store, &records[0].id), &[("region", "BRU")]).value,
+        Some(62.0)
+    );
+    assert!(
+        records[0].differencing.is_empty(),
+        "{:?}",
+        records[0].differencing
+    );
+    assert_eq!(records[0].verdict, TableStatus::Pass);
+}
+
+#[test]
+fn a_nested_cell_of_a_table_submitted_with_another_is_withheld_and_both_release() {
+    // One job, two tables: persons by region, and persons of age group A by region. Brussels
+    // A (117) lies 3 persons inside Brussels (120): the second table withholds it, as
+    // `differencing`, protects it, and both tables can then be released in either order.
+    let e = enclave(&[
+        ("BRU", "F", "A", 117),
+        ("BRU", "F", "B", 3),
+        ("VLG", "F", "A", 200),
+        ("VLG", "F", "B", 40),
+        ("WAL", "M", "A", 100),
+        ("WAL", "M", "B", 50),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(&tmp.path().join("project"), "99-001");
+    let released = tmp.path().join("released");
+    let rules = RuleSet::default_set();
+    let both = job(&[
+        ("persons", PERSONS_BY_REGION),
+        (
+            "persons_a",
+            "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE age = 'A' GROUP BY region",
+        ),
+    ]);
+    let records = store
+        .submit(&both, &run(&e, &both), &rules, "rita", NOW)
+        .unwrap();
+    assert!(
+        records.iter().all(|r| r.verdict != TableStatus::Fail),
+        "{records:?}"
+    );
+    let second = stored_report(&store, &records[1].id);
+    let bru = cell(&second, &[("region", "BRU")]);
+    assert!(bru.status.is_suppressed(), "{bru:?}");
+    assert!(bru.reasons.contains(&kluis_sdc::Reason::Differencing));
+    assert_eq!(bru.published, None);
+    assert!(second.audit.passed, "the withheld cell is protected");
+    // Released in reverse order, each passes the ledger check against the other.
+    release(&store, &records[1].id, &released);
+    release(&store, &records[0].id, &released);
+    let first = stored_report(&store, &records[0].id);
+    assert_eq!(cell(&first, &[("region", "BRU")]).published, Some(120.0));
+}
