@@ -5,86 +5,17 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-const DEMO: &str = "../../examples/demo-authorisation.toml";
+mod common;
 
-/// Run on the real day: KLUIS_TODAY may only rehearse a later one.
-const REAL_DAY: &str = "";
+use common::{Env, REAL_DAY};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    /// A state directory with the demo project (samples of 100 federal and 150 other persons)
-    /// and a generated warehouse of 3000 persons, 2010-2021.
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        env.kluis("sam", REAL_DAY).arg("init").assert().success();
-        let text = std::fs::read_to_string(DEMO)
-            .unwrap()
-            .replacen("sample_size = 2000", "sample_size = 100", 1)
-            .replacen("sample_size = 2000", "sample_size = 150", 1)
-            // Trajectories in a population of 3000 are far more unique than in millions.
-            .replacen("[roles]", "[risk]\nmax_trajectory_risk = 0.9\n\n[roles]", 1);
-        let authorisation = env.path("demo.toml");
-        std::fs::write(&authorisation, text).unwrap();
-        env.kluis("sam", REAL_DAY)
-            .args(["project", "create", "--authorisation"])
-            .arg(&authorisation)
-            .assert()
-            .success();
-        env.kluis("", REAL_DAY)
-            .args([
-                "generate",
-                "--persons",
-                "3000",
-                "--seed",
-                "5",
-                "--warehouse",
-            ])
-            .arg(env.warehouse())
-            .assert()
-            .success();
-        env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn warehouse(&self) -> PathBuf {
-        self.path("warehouse")
-    }
-
-    fn kluis(&self, actor: &str, today: &str) -> Command {
-        let mut cmd = Command::cargo_bin("kluis").unwrap();
-        cmd.env_remove("KLUIS_ACTOR")
-            .env_remove("KLUIS_WAREHOUSE")
-            .env_remove("KLUIS_TODAY")
-            .env("KLUIS_HOME", self.path("state"));
-        if !today.is_empty() {
-            cmd.env("KLUIS_TODAY", today);
-        }
-        if !actor.is_empty() {
-            cmd.env("KLUIS_ACTOR", actor);
-        }
-        cmd
-    }
-
-    fn extract(&self, actor: &str, today: &str, out: &Path, extra: &[&str]) -> Command {
-        let mut cmd = self.kluis(actor, today);
-        cmd.args(["extract", "--project", "99-001", "--seed", "9", "--out"])
-            .arg(out)
-            .arg("--warehouse")
-            .arg(self.warehouse())
-            .args(extra);
-        cmd
-    }
+/// The demo project (samples of 100 federal and 150 other persons) on a generated warehouse of
+/// 3000 persons, 2010-2021.
+fn env() -> Env {
+    // Trajectories in a population of 3000 are far more unique than in millions.
+    Env::with_warehouse(3000, [100, 150], "[risk]\nmax_trajectory_risk = 0.9\n\n")
 }
 
 fn manifest(dir: &Path) -> serde_json::Value {
@@ -123,9 +54,9 @@ fn assert_no_insz(dir: &Path, insz: &[i64]) {
 
 #[test]
 fn a_steward_extracts_a_reproducible_verified_sample() {
-    let env = Env::new();
+    let env = env();
     let out = env.path("x1");
-    env.extract("sam", REAL_DAY, &out, &["--suppress"])
+    env.extract_to("sam", REAL_DAY, &out, &["--suppress"])
         .assert()
         .success()
         .stdout(predicate::str::contains("federal: 100 of"))
@@ -154,7 +85,7 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
 
     // Same seed, same project: the same rows, pseudonyms included.
     let again = env.path("x2");
-    env.extract("sam", REAL_DAY, &again, &["--suppress"])
+    env.extract_to("sam", REAL_DAY, &again, &["--suppress"])
         .assert()
         .success();
     assert_eq!(
@@ -215,12 +146,12 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
 
 #[test]
 fn an_encrypted_extract_holds_only_age_files_for_data() {
-    let env = Env::new();
+    let env = env();
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let out = env.path("sealed");
     let reason = "test: a population of 3000 persons cannot meet k = 5";
-    env.extract(
+    env.extract_to(
         "sam",
         REAL_DAY,
         &out,
@@ -271,7 +202,7 @@ fn an_encrypted_extract_holds_only_age_files_for_data() {
     assert!(open(&identity).unwrap().starts_with(b"PAR1"));
     assert!(open(&age::x25519::Identity::generate()).is_err());
 
-    env.extract(
+    env.extract_to(
         "sam",
         REAL_DAY,
         &env.path("bad"),
@@ -330,40 +261,40 @@ fn assert_nothing_written(env: &Env, out: &Path) {
 
 #[test]
 fn refused_runs_write_nothing() {
-    let env = Env::new();
+    let env = env();
     let out = env.path("x");
     // Not the steward.
-    env.extract("rita", REAL_DAY, &out, &[])
+    env.extract_to("rita", REAL_DAY, &out, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("needs the steward role"));
     assert_nothing_written(&env, &out);
     // Above the risk limits, without --suppress or --accept-risk.
-    env.extract("sam", REAL_DAY, &out, &[])
+    env.extract_to("sam", REAL_DAY, &out, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("fewer than k = 5 persons"))
         .stderr(predicate::str::contains("Nothing was written"));
     assert_nothing_written(&env, &out);
     // No coarser coding brings a population of 3000 under k on the default quasi-identifiers.
-    env.extract("sam", REAL_DAY, &out, &["--recode"])
+    env.extract_to("sam", REAL_DAY, &out, &["--recode"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no re-coding meets"));
     assert_nothing_written(&env, &out);
-    env.extract("sam", REAL_DAY, &out, &["--recode", "--suppress"])
+    env.extract_to("sam", REAL_DAY, &out, &["--recode", "--suppress"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("cannot be used with"));
     assert_nothing_written(&env, &out);
     // A reason too short to be one.
-    env.extract("sam", REAL_DAY, &out, &["--accept-risk", "ok"])
+    env.extract_to("sam", REAL_DAY, &out, &["--accept-risk", "ok"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("needs a written reason"));
     assert_nothing_written(&env, &out);
     // Expired.
-    env.extract("sam", "2032-01-01", &out, &[])
+    env.extract_to("sam", "2032-01-01", &out, &[])
         .assert()
         .failure()
         .stderr(predicate::str::contains("2031-12-31"));
@@ -381,7 +312,7 @@ fn refused_runs_write_nothing() {
     assert_nothing_written(&env, &out);
     // An existing directory is not overwritten.
     std::fs::create_dir(&out).unwrap();
-    env.extract("sam", REAL_DAY, &out, &[])
+    env.extract_to("sam", REAL_DAY, &out, &[])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("already exists"));

@@ -1,5 +1,5 @@
 //! A state directory with the demo project, a generated warehouse and a phase-1 extract, shared
-//! by the job and output tests.
+//! by the extract, job, output and report tests.
 
 #![allow(dead_code)]
 
@@ -20,14 +20,33 @@ impl Env {
     /// State with project 99-001 (samples of 300 federal and 400 other persons), a warehouse of
     /// `persons` persons (2010-2021), and the project's extract (seed 9) in `extract/`.
     pub fn new(persons: u32) -> Env {
+        let env = Env::with_warehouse(persons, [300, 400], "");
+        env.extract_to("sam", REAL_DAY, &env.extract(), &[])
+            // The jobs need the sample's values as they are; a test population of a few
+            // thousand is far above the risk limits a real population meets.
+            .args([
+                "--accept-risk",
+                "test population far smaller than a real one",
+            ])
+            .assert()
+            .success();
+        env
+    }
+
+    /// State with project 99-001 of the demo authorisation, its two strata sampled at
+    /// `samples` persons and `risk` (a `[risk]` table, or nothing) added, and a generated
+    /// warehouse of `persons` persons (seed 5, 2010-2021).
+    pub fn with_warehouse(persons: u32, samples: [u32; 2], risk: &str) -> Env {
         let env = Env {
             dir: tempfile::tempdir().unwrap(),
         };
         env.kluis("sam", REAL_DAY).arg("init").assert().success();
+        let [federal, other] = samples;
         let text = std::fs::read_to_string(DEMO)
             .unwrap()
-            .replacen("sample_size = 2000", "sample_size = 300", 1)
-            .replacen("sample_size = 2000", "sample_size = 400", 1);
+            .replacen("sample_size = 2000", &format!("sample_size = {federal}"), 1)
+            .replacen("sample_size = 2000", &format!("sample_size = {other}"), 1)
+            .replacen("[roles]", &format!("{risk}[roles]"), 1);
         let authorisation = env.path("demo.toml");
         std::fs::write(&authorisation, text).unwrap();
         env.kluis("sam", REAL_DAY)
@@ -47,20 +66,18 @@ impl Env {
             .arg(env.warehouse())
             .assert()
             .success();
-        env.kluis("sam", REAL_DAY)
-            .args(["extract", "--project", "99-001", "--seed", "9", "--out"])
-            .arg(env.extract())
-            .arg("--warehouse")
-            .arg(env.warehouse())
-            // The jobs need the sample's values as they are; a test population of a few
-            // thousand is far above the risk limits a real population meets.
-            .args([
-                "--accept-risk",
-                "test population far smaller than a real one",
-            ])
-            .assert()
-            .success();
         env
+    }
+
+    /// `kluis extract` of project 99-001 (seed 9) into `out`, with `extra` arguments.
+    pub fn extract_to(&self, actor: &str, today: &str, out: &Path, extra: &[&str]) -> Command {
+        let mut cmd = self.kluis(actor, today);
+        cmd.args(["extract", "--project", "99-001", "--seed", "9", "--out"])
+            .arg(out)
+            .arg("--warehouse")
+            .arg(self.warehouse())
+            .args(extra);
+        cmd
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
