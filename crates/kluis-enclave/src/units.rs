@@ -138,6 +138,9 @@ pub(crate) fn as_text(array: &ArrayRef) -> Result<ArrayRef, String> {
 struct Dictionary {
     codes: FastMap<Box<str>, u32>,
     values: Vec<Box<str>>,
+    /// Integer values already coded, so an integer dimension (a year) is not turned into text
+    /// row by row.
+    integers: FastMap<i64, u32>,
 }
 
 impl Dictionary {
@@ -181,6 +184,26 @@ impl Dictionary {
                     }
                 })
                 .collect());
+        }
+        // Every integer type that fits an i64 (a UInt64 may not: it goes through text).
+        if array.data_type().is_integer() && *array.data_type() != DataType::UInt64 {
+            let integers = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let integers = integers.as_primitive::<Int64Type>();
+            return (0..integers.len())
+                .map(|r| {
+                    if integers.is_null(r) {
+                        return Ok(0);
+                    }
+                    let v = integers.value(r);
+                    if let Some(&c) = self.integers.get(&v) {
+                        return Ok(c);
+                    }
+                    // The same text as casting the column to Utf8 gives.
+                    let c = self.code(&v.to_string(), dimension)?;
+                    self.integers.insert(v, c);
+                    Ok(c)
+                })
+                .collect();
         }
         let text = as_text(array)?;
         let text = text.as_string::<i32>();
@@ -247,10 +270,9 @@ impl Acc {
         self.values += values;
         let Some(c) = contribution else { return };
         self.nonnull += 1;
-        // Units come in ascending order, so this appends.
-        if self.set.try_push(unit).is_err() {
-            self.set.insert(unit);
-        }
+        // Not `push`: roaring's push finds a bitmap container's maximum by scanning it from
+        // the end, which made building the unit sets the most expensive part of a job.
+        self.set.insert(unit);
         if c != 0.0 {
             self.nonzero += 1;
         }

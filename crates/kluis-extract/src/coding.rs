@@ -4,8 +4,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{
+    ArrayRef, DictionaryArray, Int16Builder, Int32Builder, Int64Builder, RecordBatch, StringArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int16Type, Schema, SchemaRef};
 use kluis_model::codelists::{self, AgeClasses, Country};
 use kluis_model::{Background, MigrationThresholds};
 use kluis_project::Authorisation;
@@ -70,7 +73,13 @@ struct Lookups {
     statuut: Vec<Option<&'static str>>,
     /// ISCED level → its education band's code.
     education_band: Vec<Option<&'static str>>,
+    /// Age (0..=[`MAX_AGE`]) → its class, per class width.
+    age_class_5: Vec<Option<&'static str>>,
+    age_class_10: Vec<Option<&'static str>>,
 }
+
+/// The oldest age the age-class tables cover; older ages have no class.
+const MAX_AGE: i32 = 150;
 
 fn lookups() -> &'static Lookups {
     static LOOKUPS: OnceLock<Lookups> = OnceLock::new();
@@ -118,8 +127,14 @@ fn lookups() -> &'static Lookups {
             employer_type,
             statuut,
             education_band,
+            age_class_5: ages(AgeClasses::FiveYear),
+            age_class_10: ages(AgeClasses::TenYear),
         }
     })
+}
+
+fn ages(classes: AgeClasses) -> Vec<Option<&'static str>> {
+    (0..=MAX_AGE).map(|age| classes.class_of(age)).collect()
 }
 
 /// The value of a code of exactly five ASCII digits.
@@ -298,6 +313,34 @@ impl Coder {
         })
     }
 
+    /// The code list every code of this coder comes from.
+    fn list(self) -> Option<&'static str> {
+        Some(match self {
+            Coder::Sex => "sexes",
+            Coder::Age(AgeClasses::FiveYear) => "age_classes_5",
+            Coder::Age(AgeClasses::TenYear) => "age_classes_10",
+            Coder::Region => "regions",
+            Coder::Country(_, CountryCoding::Class30) => "nationality_classes",
+            Coder::Country(_, CountryCoding::StatbelGroup) => "statbel_groups",
+            Coder::Origin => "origin_groups",
+            Coder::StatbelOrigin => "statbel_origins",
+            Coder::MigrationBackground => "migration_backgrounds",
+            Coder::IscedLevel => "isced_levels",
+            Coder::EducationBand => "education_bands",
+            Coder::StudyField => "iscedf_fields",
+            Coder::Statuut => "statuut",
+            Coder::NaceSection => "nace_sections",
+            Coder::NaceDivision => "nace_divisions",
+            Coder::EmployerType => "employer_types",
+            Coder::EmployerGroup => "employer_groups",
+            Coder::RegistrationYear | Coder::NaturalisationYear => return None,
+        })
+    }
+
+    fn reads_current_nationality(self) -> bool {
+        self.needs_background() || matches!(self, Coder::Country(CountrySource::Current, _))
+    }
+
     fn is_year(self) -> bool {
         matches!(self, Coder::RegistrationYear | Coder::NaturalisationYear)
     }
@@ -315,7 +358,14 @@ impl Coder {
         let l = lookups();
         match self {
             Coder::Sex => code_at(&l.sexes, p.sex),
-            Coder::Age(classes) => classes.class_of(row.year - p.birth_year()),
+            Coder::Age(classes) => {
+                let table = match classes {
+                    AgeClasses::FiveYear => &l.age_class_5,
+                    AgeClasses::TenYear => &l.age_class_10,
+                };
+                let age = usize::try_from(row.year - p.birth_year()).ok()?;
+                table.get(age).copied().flatten()
+            }
             Coder::Region => match five_digits(row.region) {
                 Some(n) => l.regions.iter().find(|(m, _)| *m == Some(n)),
                 None => l.regions.iter().find(|(_, code)| *code == row.region),
@@ -375,11 +425,23 @@ fn code_text(code: u8) -> &'static str {
 
 /// The output columns of an authorisation: pseudonym, year, stratum, then every authorised
 /// variable in the order the authorisation lists them.
+///
+/// Rows are coded into their compact form: each coded column holds dictionary keys into its
+/// code list ([`code_type`]), the stratum keys into the strata. The extract's files hold the
+/// codes as text ([`Columns::schema`], [`Columns::decode`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Columns {
     variables: Vec<(String, Coder)>,
+    strata: Arc<StringArray>,
     schema: SchemaRef,
     background: bool,
+    current_nationality: bool,
+}
+
+/// The type of a coded column in the compact form (the sample's text columns become the same
+/// type in the enclave, so both give the same columns).
+pub(crate) fn code_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8))
 }
 
 impl Columns {
@@ -400,16 +462,46 @@ impl Columns {
             fields.push(Field::new(&variable.name, data_type, true));
             variables.push((variable.name.clone(), coder));
         }
-        let background = variables.iter().any(|(_, c)| c.needs_background());
-        Ok(Columns {
+        let strata = authorisation.strata.iter().map(|s| Some(s.name.as_str()));
+        Ok(Columns::with(
             variables,
-            schema: Arc::new(Schema::new(fields)),
-            background,
-        })
+            Arc::new(StringArray::from_iter(strata)),
+            Arc::new(Schema::new(fields)),
+        ))
     }
 
+    fn with(variables: Vec<(String, Coder)>, strata: Arc<StringArray>, schema: SchemaRef) -> Self {
+        Columns {
+            background: variables.iter().any(|(_, c)| c.needs_background()),
+            current_nationality: variables.iter().any(|(_, c)| c.reads_current_nationality()),
+            variables,
+            strata,
+            schema,
+        }
+    }
+
+    /// The schema of the extract's files: codes as text.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// The schema of the compact form: codes as dictionary keys.
+    fn compact_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 => f.as_ref().clone().with_data_type(code_type()),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Whether any column reads the person-year's current nationality.
+    pub fn reads_current_nationality(&self) -> bool {
+        self.current_nationality
     }
 
     /// The same columns with only the named variables (pseudonym, year and stratum stay).
@@ -425,11 +517,24 @@ impl Columns {
                 .filter(|&i| i < 3 || names.contains(self.schema.field(i).name()))
                 .collect::<Vec<_>>(),
         );
-        Columns {
-            background: variables.iter().any(|(_, c)| c.needs_background()),
+        Columns::with(
             variables,
-            schema: Arc::new(schema.expect("indices of the schema's own fields")),
-        }
+            self.strata.clone(),
+            Arc::new(schema.expect("indices of the schema's own fields")),
+        )
+    }
+
+    /// A batch of the compact form in the files' form: every code as text.
+    pub fn decode(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let arrays = batch
+            .columns()
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(array, field)| cast(array, field.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::arrow("decoding the coded person-years"))?;
+        RecordBatch::try_new(self.schema(), arrays)
+            .map_err(Error::arrow("decoding the coded person-years"))
     }
 
     pub fn builder(&self, capacity: usize) -> RowsBuilder<'_> {
@@ -437,31 +542,77 @@ impl Columns {
             columns: self,
             pseudonym: Int64Builder::with_capacity(capacity),
             year: Int32Builder::with_capacity(capacity),
-            stratum: StringBuilder::with_capacity(capacity, capacity * 8),
+            stratum: Int16Builder::with_capacity(capacity),
             values: self
                 .variables
                 .iter()
-                .map(|(_, coder)| {
-                    if coder.is_year() {
-                        ValueBuilder::Year(Int32Builder::with_capacity(capacity))
-                    } else {
-                        ValueBuilder::Code(StringBuilder::with_capacity(capacity, capacity * 4))
-                    }
+                .map(|(_, coder)| match coder.list() {
+                    None => ValueBuilder::Year(Int32Builder::with_capacity(capacity)),
+                    Some(list) => ValueBuilder::Code(CodeBuilder::new(list, capacity)),
                 })
                 .collect(),
         }
     }
 }
 
-/// The output schema for an authorisation (what [`crate::CodedPopulation::year_batches`]
-/// yields and the extract's files hold).
+/// The output schema for an authorisation (what the extract's files hold).
 pub fn output_schema(authorisation: &Authorisation) -> Result<SchemaRef> {
     Ok(Columns::new(authorisation)?.schema())
 }
 
 enum ValueBuilder {
-    Code(StringBuilder),
+    Code(CodeBuilder),
     Year(Int32Builder),
+}
+
+/// One coded column, as keys into its code list.
+struct CodeBuilder {
+    list: &'static str,
+    codes: Vec<&'static str>,
+    keys: Int16Builder,
+    /// Each code the coder returned → its key. Codes are `&'static str`, so they are found by
+    /// address: one small integer lookup per row instead of hashing text.
+    keys_by_address: rustc_hash::FxHashMap<(usize, usize), i16>,
+}
+
+impl CodeBuilder {
+    fn new(list: &'static str, capacity: usize) -> CodeBuilder {
+        let codes: Vec<&'static str> = codelists::get(list)
+            .expect("code list embedded")
+            .codes()
+            .collect();
+        CodeBuilder {
+            list,
+            codes,
+            keys: Int16Builder::with_capacity(capacity),
+            keys_by_address: Default::default(),
+        }
+    }
+
+    fn append(&mut self, code: Option<&'static str>) {
+        let Some(code) = code else {
+            self.keys.append_null();
+            return;
+        };
+        let address = (code.as_ptr() as usize, code.len());
+        let key = match self.keys_by_address.get(&address) {
+            Some(&key) => key,
+            None => {
+                let position = self.codes.iter().position(|c| *c == code).unwrap_or_else(|| {
+                    panic!("coding produced `{code}`, which is not in code list {}", self.list)
+                });
+                let key = i16::try_from(position).expect("code lists are short");
+                self.keys_by_address.insert(address, key);
+                key
+            }
+        };
+        self.keys.append_value(key);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let values = Arc::new(StringArray::from_iter_values(&self.codes));
+        Arc::new(DictionaryArray::<Int16Type>::new(self.keys.finish(), values))
+    }
 }
 
 /// Accumulates coded rows into one record batch.
@@ -469,40 +620,46 @@ pub(crate) struct RowsBuilder<'c> {
     columns: &'c Columns,
     pseudonym: Int64Builder,
     year: Int32Builder,
-    stratum: StringBuilder,
+    stratum: Int16Builder,
     values: Vec<ValueBuilder>,
 }
 
 impl RowsBuilder<'_> {
-    pub fn push(&mut self, pseudonym: u32, stratum: &str, row: &Row) {
+    /// Adds a row of the stratum at `stratum` (its index in the authorisation).
+    pub fn push(&mut self, pseudonym: u32, stratum: u8, row: &Row) {
         self.pseudonym.append_value(pseudonym as i64);
         self.year.append_value(row.year);
-        self.stratum.append_value(stratum);
+        self.stratum.append_value(i16::from(stratum));
         let background = self
             .columns
             .background
             .then(|| row.person.background(row.current_nationality));
         for ((_, coder), builder) in self.columns.variables.iter().zip(&mut self.values) {
             match builder {
-                ValueBuilder::Code(b) => b.append_option(coder.code(row, background.as_ref())),
+                ValueBuilder::Code(b) => b.append(coder.code(row, background.as_ref())),
                 ValueBuilder::Year(b) => b.append_option(coder.year(row)),
             }
         }
     }
 
-    pub fn finish(mut self) -> Result<arrow::array::RecordBatch> {
+    /// The rows in the compact form.
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        let strata = DictionaryArray::<Int16Type>::new(
+            self.stratum.finish(),
+            self.columns.strata.clone(),
+        );
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(self.pseudonym.finish()),
             Arc::new(self.year.finish()),
-            Arc::new(self.stratum.finish()),
+            Arc::new(strata),
         ];
         for builder in &mut self.values {
             arrays.push(match builder {
-                ValueBuilder::Code(b) => Arc::new(b.finish()),
+                ValueBuilder::Code(b) => b.finish(),
                 ValueBuilder::Year(b) => Arc::new(b.finish()),
             });
         }
-        arrow::array::RecordBatch::try_new(self.columns.schema(), arrays)
+        RecordBatch::try_new(self.columns.compact_schema(), arrays)
             .map_err(Error::arrow("building the coded person-years"))
     }
 }

@@ -154,7 +154,8 @@ pub fn write_extract(
     let sample_in = |columns: &Columns| -> Result<RecordBatch> {
         let mut batches = Vec::new();
         for year in population.years() {
-            batches.push(population.year_batch_of(year, Some(sample), columns)?);
+            let compact = population.year_batch_of(year, Some(sample), columns)?;
+            batches.push(columns.decode(&compact)?);
         }
         sorted(columns.schema(), &batches)
     };

@@ -417,7 +417,7 @@ impl CodedPopulation {
         &self.map
     }
 
-    /// The schema of [`CodedPopulation::year_batch`].
+    /// The schema of [`CodedPopulation::year_batch`] and of the extract's files.
     pub fn schema(&self) -> arrow::datatypes::SchemaRef {
         self.columns.schema()
     }
@@ -473,13 +473,14 @@ impl CodedPopulation {
     /// The coded person-years of `year`, sorted by pseudonym: all of the population's (phase 2)
     /// or only the sampled persons' (phase 1).
     pub fn year_batch(&self, year: i32, sample: Option<&Sample>) -> Result<RecordBatch> {
-        self.year_batch_of(year, sample, &self.columns)
+        self.columns
+            .decode(&self.year_batch_of(year, sample, &self.columns)?)
     }
 
     /// Every year's coded person-years of the whole population (the enclave's view), with only
     /// the named variables coded (pseudonym, year and stratum always), on `threads` threads, each
-    /// year's batch handed to `each` as soon as it is coded (so that it can be made smaller
-    /// before the next is coded); the results in year order.
+    /// year's batch handed to `each` as soon as it is coded; the results in year order. Codes
+    /// are dictionary keys into their code lists ([`crate::code_type`]).
     pub fn all_years<T: Send>(
         &self,
         variables: &[String],
@@ -517,7 +518,8 @@ impl CodedPopulation {
         &self.columns
     }
 
-    /// [`Self::year_batch`] with only the given columns coded.
+    /// [`Self::year_batch`] with only the given columns coded, in the compact form (codes as
+    /// dictionary keys; see [`Columns::decode`]).
     pub(crate) fn year_batch_of(
         &self,
         year: i32,
@@ -573,22 +575,25 @@ impl CodedPopulation {
             })
             .collect();
         let mut builder = columns.builder(picked.len());
+        let reads_nationality = columns.reads_current_nationality();
         for (number, b, row, person) in picked {
             let (nationalities, regions, naces, types, statuut) = &inputs[b as usize];
             let row = row as usize;
-            let nationality = nationalities.value(row);
-            let current_nationality =
+            let current_nationality = if reads_nationality {
+                let nationality = nationalities.value(row);
                 country_index(nationality).ok_or_else(|| Error::BadValue {
                     table: "person_years",
                     context: format!("year {year}, row {}", row + 1),
                     column: py::CURRENT_NATIONALITY,
                     value: nationality.to_owned(),
                     expected: "an alpha-2 code of `countries`",
-                })?;
-            let stratum = &self.strata[self.stratum_of[person as usize] as usize].name;
+                })?
+            } else {
+                NONE16
+            };
             builder.push(
                 number,
-                stratum,
+                self.stratum_of[person as usize],
                 &Row {
                     year,
                     person: &self.facts[person as usize],

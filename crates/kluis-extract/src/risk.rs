@@ -141,6 +141,30 @@ fn column_hashes(column: &ArrayRef, seed: usize) -> Result<Vec<u64>> {
                 })
                 .collect()
         }
+        // The population's compact form: each code hashed once, as the text form hashes it.
+        DataType::Dictionary(_, values) if **values == DataType::Utf8 => {
+            let a = column.as_any_dictionary();
+            let texts = a.values().as_string::<i32>();
+            let value_hashes: Vec<u64> = (0..texts.len())
+                .map(|v| {
+                    if texts.is_null(v) {
+                        NULL_HASH
+                    } else {
+                        hash_bytes(texts.value(v).as_bytes())
+                    }
+                })
+                .collect();
+            let keys = a.normalized_keys();
+            (0..rows)
+                .map(|r| {
+                    if column.is_null(r) {
+                        NULL_HASH
+                    } else {
+                        value_hashes[keys[r]]
+                    }
+                })
+                .collect()
+        }
         DataType::Int32 => {
             let a = column.as_primitive::<Int32Type>();
             (0..rows)
