@@ -526,18 +526,35 @@ impl CodedPopulation {
         sample: Option<&Sample>,
         columns: &Columns,
     ) -> Result<RecordBatch> {
-        let mut batches = Vec::new();
-        let mut picked: Vec<(u32, u32, u32, u32)> = Vec::new();
         let rows_of_year = &self.qualifying_rows[(year - self.rules.first_year) as usize];
         let changed = || Error::WarehouseChanged(self.warehouse.dir().to_owned());
+        let reads_nationality = columns.reads_current_nationality();
+        let text_column = |batch: &RecordBatch, name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("schema checked")
+                .as_string::<i32>()
+                .clone()
+        };
+        // Rows are coded in file order, which reads the warehouse's columns front to back, and
+        // only then put in pseudonym order: coding in pseudonym order jumped across the batches
+        // and spent most of its time waiting for memory.
+        let capacity = if sample.is_some() { 0 } else { rows_of_year.len() };
+        let mut builder = columns.builder(capacity);
+        let mut numbers: Vec<u32> = Vec::new();
         let mut offset = 0;
         for batch in self.warehouse.person_years_batches(year)? {
             let batch = batch?;
-            let b = batches.len() as u32;
+            let first_row = offset;
             let persons = rows_of_year
                 .get(offset..offset + batch.num_rows())
                 .ok_or_else(changed)?;
             offset += batch.num_rows();
+            let nationalities = text_column(&batch, py::CURRENT_NATIONALITY);
+            let regions = text_column(&batch, py::REGION);
+            let naces = text_column(&batch, py::NACE);
+            let types = col_i32(&batch, py::EMPLOYER_TYPE);
+            let statuut = col_i32(&batch, py::STATUUT);
             for (row, &person) in persons.iter().enumerate() {
                 if person == NOT_QUALIFYING {
                     continue;
@@ -546,66 +563,42 @@ impl CodedPopulation {
                 if sample.is_some_and(|s| !s.contains(number)) {
                     continue;
                 }
-                picked.push((number, b, row as u32, person));
+                let current_nationality = if reads_nationality {
+                    let nationality = nationalities.value(row);
+                    country_index(nationality).ok_or_else(|| Error::BadValue {
+                        table: "person_years",
+                        context: format!("year {year}, row {}", first_row + row + 1),
+                        column: py::CURRENT_NATIONALITY,
+                        value: nationality.to_owned(),
+                        expected: "an alpha-2 code of `countries`",
+                    })?
+                } else {
+                    NONE16
+                };
+                numbers.push(number);
+                builder.push(
+                    number,
+                    self.stratum_of[person as usize],
+                    &Row {
+                        year,
+                        person: &self.facts[person as usize],
+                        region: regions.value(row),
+                        current_nationality,
+                        employer_type: u8::try_from(types.value(row)).unwrap_or(NONE8),
+                        statuut: u8::try_from(statuut.value(row)).unwrap_or(NONE8),
+                        nace: naces.value(row),
+                    },
+                );
             }
-            batches.push(batch);
         }
         if offset != rows_of_year.len() {
             return Err(changed());
         }
-        picked.sort_unstable();
-        let text_column = |batch: &RecordBatch, name: &str| {
-            batch
-                .column_by_name(name)
-                .expect("schema checked")
-                .as_string::<i32>()
-                .clone()
-        };
-        // The columns of each batch, found once rather than per row.
-        let inputs: Vec<_> = batches
-            .iter()
-            .map(|batch| {
-                (
-                    text_column(batch, py::CURRENT_NATIONALITY),
-                    text_column(batch, py::REGION),
-                    text_column(batch, py::NACE),
-                    col_i32(batch, py::EMPLOYER_TYPE).clone(),
-                    col_i32(batch, py::STATUUT).clone(),
-                )
-            })
-            .collect();
-        let mut builder = columns.builder(picked.len());
-        let reads_nationality = columns.reads_current_nationality();
-        for (number, b, row, person) in picked {
-            let (nationalities, regions, naces, types, statuut) = &inputs[b as usize];
-            let row = row as usize;
-            let current_nationality = if reads_nationality {
-                let nationality = nationalities.value(row);
-                country_index(nationality).ok_or_else(|| Error::BadValue {
-                    table: "person_years",
-                    context: format!("year {year}, row {}", row + 1),
-                    column: py::CURRENT_NATIONALITY,
-                    value: nationality.to_owned(),
-                    expected: "an alpha-2 code of `countries`",
-                })?
-            } else {
-                NONE16
-            };
-            builder.push(
-                number,
-                self.stratum_of[person as usize],
-                &Row {
-                    year,
-                    person: &self.facts[person as usize],
-                    region: regions.value(row),
-                    current_nationality,
-                    employer_type: u8::try_from(types.value(row)).unwrap_or(NONE8),
-                    statuut: u8::try_from(statuut.value(row)).unwrap_or(NONE8),
-                    nace: naces.value(row),
-                },
-            );
-        }
-        builder.finish()
+        let coded = builder.finish()?;
+        let mut order: Vec<u32> = (0..numbers.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| numbers[i as usize]);
+        arrow::compute::take_record_batch(&coded, &arrow::array::UInt32Array::from(order))
+            .map_err(Error::arrow("ordering the coded person-years"))
     }
 }
 
