@@ -237,17 +237,37 @@ fn unpack(key: u128, k: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A unit's rows in one finest cell (several when they were not next to each other).
 #[derive(Clone, Copy)]
 struct Entry {
-    /// unit << 32 | finest cell
-    key: u64,
-    contribution: Option<f64>,
+    unit: u32,
+    /// The finest cell: the partition's own number while streaming, then the job's.
+    cell: u32,
     rows: u32,
+    /// Rows whose measure counts (see [`Entry::contribution`]).
     values: u32,
+    /// The sum (or minimum, maximum) of the counted values; 0 when there are none.
+    contribution: f64,
+}
+
+impl Entry {
+    /// The unit's contribution to the cell, None when none of its values count. Stored as a
+    /// plain f64 beside `values`: the entries of a full view take a gigabyte, and Option<f64>
+    /// would make them a third larger.
+    fn contribution(&self, kind: Kind) -> Option<f64> {
+        (kind == Kind::CountRows || self.values > 0).then_some(self.contribution)
+    }
+
+    fn absorb(&mut self, other: &Entry, kind: Kind) {
+        let merged = kind.merge(self.contribution(kind), other.contribution(kind));
+        self.rows += other.rows;
+        self.values += other.values;
+        self.contribution = merged.unwrap_or(0.0);
+    }
 }
 
 /// A cell's accumulated statistics.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acc {
     rows: u64,
     units: u64,
@@ -260,33 +280,48 @@ struct Acc {
     top2: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
-    set: RoaringBitmap,
 }
 
 impl Acc {
-    fn add(&mut self, unit: u32, rows: u64, values: u64, contribution: Option<f64>) {
+    fn add(&mut self, rows: u64, values: u64, contribution: Option<f64>) {
         self.rows += rows;
         self.units += 1;
         self.values += values;
         let Some(c) = contribution else { return };
         self.nonnull += 1;
-        // Not `push`: roaring's push finds a bitmap container's maximum by scanning it from
-        // the end, which made building the unit sets the most expensive part of a job.
-        self.set.insert(unit);
         if c != 0.0 {
             self.nonzero += 1;
         }
         self.total += c;
         self.abs_total += c.abs();
-        let a = c.abs();
+        self.offer_top(c.abs());
+        self.min = Some(self.min.map_or(c, |m| m.min(c)));
+        self.max = Some(self.max.map_or(c, |m| m.max(c)));
+    }
+
+    fn offer_top(&mut self, a: f64) {
         if self.top1.is_none_or(|t| a > t) {
             self.top2 = self.top1;
             self.top1 = Some(a);
         } else if self.top2.is_none_or(|t| a > t) {
             self.top2 = Some(a);
         }
-        self.min = Some(self.min.map_or(c, |m| m.min(c)));
-        self.max = Some(self.max.map_or(c, |m| m.max(c)));
+    }
+
+    /// Adds the statistics of the same cell over other units.
+    fn merge(&mut self, other: &Acc) {
+        self.rows += other.rows;
+        self.units += other.units;
+        self.nonnull += other.nonnull;
+        self.nonzero += other.nonzero;
+        self.values += other.values;
+        self.total += other.total;
+        self.abs_total += other.abs_total;
+        for top in [other.top1, other.top2].into_iter().flatten() {
+            self.offer_top(top);
+        }
+        self.min = [self.min, other.min].into_iter().flatten().reduce(f64::min);
+        self.max = [self.max, other.max].into_iter().flatten().reduce(f64::max);
     }
 
     fn value(&self, kind: Kind) -> Option<f64> {
@@ -324,6 +359,13 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(ctx: &SessionContext) -> Budget {
+        Budget {
+            reservation: MemoryConsumer::new("kluis unit statistics")
+                .register(&ctx.runtime_env().memory_pool),
+        }
+    }
+
     fn grow_to(&mut self, bytes: usize) -> Result<(), datafusion::error::DataFusionError> {
         if bytes > self.reservation.size() {
             self.reservation.try_grow(bytes - self.reservation.size())?;
@@ -350,37 +392,46 @@ impl From<String> for UnitsError {
     }
 }
 
-/// Streams the rows plan and computes every cell's statistics and unit set.
-pub(crate) async fn unit_cells(
-    ctx: &SessionContext,
-    acc: &Accepted,
-    unit_name: &str,
-) -> Result<UnitCells, UnitsError> {
-    let k = acc.aggregate.group_expr.len();
-    let kind = Kind::of(&acc.measure_aggregate, &acc.unit_column);
-    let dim_names: Vec<String> = acc
-        .aggregate
-        .group_expr
-        .iter()
-        .map(|e| e.schema_name().to_string())
-        .collect();
-    let plan = rows_plan(acc)?;
-    let mut stream = datafusion::prelude::DataFrame::new(ctx.state(), plan)
-        .execute_stream()
-        .await?;
-    let mut budget = Budget {
-        reservation: MemoryConsumer::new("kluis unit statistics")
-            .register(&ctx.runtime_env().memory_pool),
-    };
+/// Units are split into buckets by their roaring container (units >> 16), so that buckets are
+/// rolled up on their own threads and their unit sets never share a container.
+fn bucket_of(unit: u32, buckets: usize) -> usize {
+    (unit >> 16) as usize % buckets
+}
+
+/// What the pass needs to know about the output, shared by its threads.
+struct Shape {
+    kind: Kind,
+    dim_names: Vec<String>,
+    unit_name: String,
+    buckets: usize,
+}
+
+/// One partition of the rows plan: its rows as entries, routed to their unit's bucket, with
+/// cell codes of its own.
+struct Partial {
+    dictionaries: Vec<Dictionary>,
+    /// The partition's finest cell numbers → their packed codes.
+    finest_keys: Vec<u128>,
+    buckets: Vec<Vec<Entry>>,
+}
+
+/// Codes the rows of one partition of the rows plan.
+async fn code_partition(
+    mut stream: datafusion::physical_plan::SendableRecordBatchStream,
+    shape: std::sync::Arc<Shape>,
+    mut budget: Budget,
+) -> Result<Partial, UnitsError> {
+    let k = shape.dim_names.len();
+    let kind = shape.kind;
     let mut dictionaries: Vec<Dictionary> = (0..k).map(|_| Dictionary::default()).collect();
     let mut finest: FastMap<u128, u32> = FastMap::default();
     let mut finest_keys: Vec<u128> = Vec::new();
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut buckets: Vec<Vec<Entry>> = vec![Vec::new(); shape.buckets];
     while let Some(batch) = stream.next().await {
         let batch: RecordBatch = batch?;
         let n = batch.num_rows();
         let codes: Vec<Vec<u32>> = (0..k)
-            .map(|i| dictionaries[i].codes_of(batch.column(i), &dim_names[i]))
+            .map(|i| dictionaries[i].codes_of(batch.column(i), &shape.dim_names[i]))
             .collect::<Result<_, _>>()?;
         let units = cast(batch.column(k), &DataType::Int64).map_err(|e| e.to_string())?;
         let units = units.as_primitive::<Int64Type>();
@@ -389,8 +440,6 @@ pub(crate) async fn unit_cells(
         let numbers = numbers.as_primitive::<Float64Type>();
         let filter = cast(batch.column(k + 2), &DataType::Boolean).map_err(|e| e.to_string())?;
         let filter: &BooleanArray = filter.as_boolean();
-        entries.reserve(n);
-        budget.grow_to(entries.capacity() * size_of::<Entry>())?;
         // Pack each row's codes into its cell key, column by column.
         let mut packed_keys = vec![0u128; n];
         for column in &codes {
@@ -401,12 +450,14 @@ pub(crate) async fn unit_cells(
         for (r, &packed) in packed_keys.iter().enumerate() {
             if units.is_null(r) {
                 return Err(UnitsError::Data(format!(
-                    "the unit column `{unit_name}` is NULL in some row; every row needs its unit"
+                    "the unit column `{}` is NULL in some row; every row needs its unit",
+                    shape.unit_name
                 )));
             }
             let unit = u32::try_from(units.value(r)).map_err(|_| {
                 format!(
-                    "the unit column `{unit_name}` holds a value outside 0..4294967295; units must be sequence numbers such as the pseudonym"
+                    "the unit column `{}` holds a value outside 0..4294967295; units must be sequence numbers such as the pseudonym",
+                    shape.unit_name
                 )
             })?;
             let cell = match finest.get(&packed) {
@@ -420,29 +471,176 @@ pub(crate) async fn unit_cells(
             };
             let counted = filter.is_valid(r) && filter.value(r);
             let (values, contribution) = match kind {
-                Kind::CountRows => (u32::from(counted), Some(f64::from(u8::from(counted)))),
-                _ if !counted || values.is_null(r) => (0, None),
-                Kind::CountValues | Kind::CountDistinct | Kind::CountUnits => (1, Some(1.0)),
-                Kind::Sum { .. } | Kind::Min | Kind::Max => (1, Some(numbers.value(r))),
+                Kind::CountRows => (u32::from(counted), f64::from(u8::from(counted))),
+                _ if !counted || values.is_null(r) => (0, 0.0),
+                Kind::CountValues | Kind::CountDistinct | Kind::CountUnits => (1, 1.0),
+                Kind::Sum { .. } | Kind::Min | Kind::Max => (1, numbers.value(r)),
             };
-            let key = (u64::from(unit) << 32) | u64::from(cell);
-            match entries.last_mut() {
-                Some(last) if last.key == key => {
-                    last.rows += 1;
-                    last.values += values;
-                    last.contribution = kind.merge(last.contribution, contribution);
+            let entry = Entry {
+                unit,
+                cell,
+                rows: 1,
+                values,
+                contribution,
+            };
+            let bucket = &mut buckets[bucket_of(unit, shape.buckets)];
+            match bucket.last_mut() {
+                Some(last) if last.unit == unit && last.cell == cell => last.absorb(&entry, kind),
+                _ => bucket.push(entry),
+            }
+        }
+        budget.grow_to(buckets.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>())?;
+    }
+    Ok(Partial {
+        dictionaries,
+        finest_keys,
+        buckets,
+    })
+}
+
+/// What one bucket of units adds to every cell.
+struct Rolled {
+    accs: Vec<Acc>,
+    /// The units with a non-null contribution to each finest cell (empty for margins).
+    units: Vec<RoaringBitmap>,
+}
+
+/// Rolls a bucket's entries up to every cell: unit by unit, its entries are merged into each
+/// cell they fall in (`up[mask][finest cell]`) and then added to that cell's statistics, so a
+/// unit is one contributor to each cell whatever its number of rows there.
+fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -> Rolled {
+    // Stable, so it runs in linear time over the runs the stream already gives in unit order.
+    entries.sort_by_key(|e| e.unit);
+    let mut accs = vec![Acc::default(); cells];
+    let mut finest_units: Vec<Vec<u32>> = vec![Vec::new(); up.first().map_or(0, Vec::len)];
+    // The unit's running total per cell, valid where `seen[cell]` is the unit's turn.
+    let mut pending: Vec<(u64, u64, Option<f64>)> = vec![(0, 0, None); cells];
+    let mut seen: Vec<u32> = vec![u32::MAX; cells];
+    let mut touched: Vec<u32> = Vec::new();
+    let mut finest_touched: Vec<u32> = Vec::new();
+    for (turn, group) in entries.chunk_by(|a, b| a.unit == b.unit).enumerate() {
+        let turn = turn as u32;
+        let unit = group[0].unit;
+        touched.clear();
+        finest_touched.clear();
+        for e in group {
+            let contribution = e.contribution(kind);
+            for row in up {
+                let id = row[e.cell as usize] as usize;
+                if seen[id] == turn {
+                    let p = &mut pending[id];
+                    p.0 += u64::from(e.rows);
+                    p.1 += u64::from(e.values);
+                    p.2 = kind.merge(p.2, contribution);
+                } else {
+                    seen[id] = turn;
+                    pending[id] = (u64::from(e.rows), u64::from(e.values), contribution);
+                    touched.push(id as u32);
                 }
-                _ => entries.push(Entry {
-                    key,
-                    contribution,
-                    rows: 1,
-                    values,
-                }),
+            }
+            if contribution.is_some() && finest_touched.last() != Some(&e.cell) {
+                finest_touched.push(e.cell);
+            }
+        }
+        for &id in &touched {
+            let (rows, values, contribution) = pending[id as usize];
+            accs[id as usize].add(rows, values, contribution);
+        }
+        finest_touched.sort_unstable();
+        finest_touched.dedup();
+        for &f in &finest_touched {
+            finest_units[f as usize].push(unit);
+        }
+    }
+    drop(entries);
+    let units = finest_units
+        .into_iter()
+        .map(|u| RoaringBitmap::from_sorted_iter(u).expect("units in ascending order"))
+        .collect();
+    Rolled { accs, units }
+}
+
+/// Streams the rows plan and computes every cell's statistics and unit set.
+pub(crate) async fn unit_cells(
+    ctx: &SessionContext,
+    acc: &Accepted,
+    unit_name: &str,
+) -> Result<UnitCells, UnitsError> {
+    let k = acc.aggregate.group_expr.len();
+    let kind = Kind::of(&acc.measure_aggregate, &acc.unit_column);
+    let shape = std::sync::Arc::new(Shape {
+        kind,
+        dim_names: acc
+            .aggregate
+            .group_expr
+            .iter()
+            .map(|e| e.schema_name().to_string())
+            .collect(),
+        unit_name: unit_name.to_string(),
+        buckets: ctx.state().config().target_partitions().max(1),
+    });
+    let plan = rows_plan(acc)?;
+    let streams = datafusion::prelude::DataFrame::new(ctx.state(), plan)
+        .execute_stream_partitioned()
+        .await?;
+    // Every partition is coded at once, on the session's threads (a repartitioned plan needs all
+    // its outputs read together).
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(code_partition(stream, shape.clone(), Budget::new(ctx))))
+        .collect();
+    let mut partials = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let partial = task
+            .await
+            .map_err(|e| UnitsError::Data(format!("a coding task failed: {e}")))??;
+        partials.push(partial);
+    }
+
+    // One numbering of the values and finest cells for the whole output.
+    let mut dictionaries: Vec<Dictionary> = (0..k).map(|_| Dictionary::default()).collect();
+    let mut finest: FastMap<u128, u32> = FastMap::default();
+    let mut finest_keys: Vec<u128> = Vec::new();
+    let mut buckets: Vec<Vec<Entry>> = vec![Vec::new(); shape.buckets];
+    for mut partial in partials {
+        let recode: Vec<Vec<u32>> = partial
+            .dictionaries
+            .iter()
+            .enumerate()
+            .map(|(d, local)| {
+                std::iter::once(Ok(0))
+                    .chain(
+                        local
+                            .values
+                            .iter()
+                            .map(|v| dictionaries[d].code(v, &shape.dim_names[d])),
+                    )
+                    .collect::<Result<Vec<u32>, String>>()
+            })
+            .collect::<Result<_, _>>()?;
+        let cell_of: Vec<u32> = partial
+            .finest_keys
+            .iter()
+            .map(|&local| {
+                let codes = unpack(local, k);
+                let global = pack(codes.iter().enumerate().map(|(d, &c)| recode[d][c as usize]));
+                *finest.entry(global).or_insert_with(|| {
+                    finest_keys.push(global);
+                    finest_keys.len() as u32 - 1
+                })
+            })
+            .collect();
+        for (bucket, entries) in buckets.iter_mut().zip(&mut partial.buckets) {
+            for e in entries.iter_mut() {
+                e.cell = cell_of[e.cell as usize];
+            }
+            if bucket.is_empty() {
+                std::mem::swap(bucket, entries);
+            } else {
+                bucket.append(entries);
             }
         }
     }
-    drop(stream);
-    entries.sort_unstable_by_key(|e| e.key);
 
     // Every cell: the finest cells and their margins, through one interner of packed keys.
     let masks = 1usize << k;
@@ -470,57 +668,43 @@ pub(crate) async fn unit_cells(
         // No rows: the one cell of a table without dimensions is still there, empty.
         keys.push(0);
     }
-    let mut accs: Vec<Acc> = (0..keys.len()).map(|_| Acc::default()).collect();
+    let mut budget = Budget::new(ctx);
     budget.grow_to(
-        entries.capacity() * size_of::<Entry>()
-            + accs.len() * size_of::<Acc>()
+        buckets.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
+            + shape.buckets * keys.len() * (size_of::<Acc>() + 16 + 4)
             + masks * finest_keys.len() * 4,
     )?;
 
-    // Unit by unit: merge its entries per finest cell, then roll them up to every cell.
-    let mut own: Vec<(u32, u64, u64, Option<f64>)> = Vec::new();
-    let mut rolled: Vec<(u32, u64, u64, Option<f64>)> = Vec::new();
-    let mut i = 0;
-    while i < entries.len() {
-        let unit = (entries[i].key >> 32) as u32;
-        own.clear();
-        while i < entries.len() && (entries[i].key >> 32) as u32 == unit {
-            let e = entries[i];
-            let cell = e.key as u32;
-            match own.last_mut() {
-                Some(last) if last.0 == cell => {
-                    last.1 += u64::from(e.rows);
-                    last.2 += u64::from(e.values);
-                    last.3 = kind.merge(last.3, e.contribution);
-                }
-                _ => own.push((cell, u64::from(e.rows), u64::from(e.values), e.contribution)),
-            }
-            i += 1;
+    // Each bucket of units on its own thread, then the buckets' cells added together.
+    let cells = keys.len();
+    let rolled: Vec<Rolled> = std::thread::scope(|scope| {
+        let up = &up;
+        let workers: Vec<_> = buckets
+            .into_iter()
+            .map(|entries| scope.spawn(move || roll_up(entries, up, cells, kind)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a roll-up thread panicked"))
+            .collect()
+    });
+    let mut accs = vec![Acc::default(); cells];
+    let mut finest_units = vec![RoaringBitmap::new(); finest_keys.len()];
+    for r in rolled {
+        for (a, b) in accs.iter_mut().zip(&r.accs) {
+            a.merge(b);
         }
-        for row in &up {
-            rolled.clear();
-            for &(cell, rows, values, contribution) in &own {
-                let id = row[cell as usize];
-                match rolled.iter_mut().find(|x| x.0 == id) {
-                    Some(x) => {
-                        x.1 += rows;
-                        x.2 += values;
-                        x.3 = kind.merge(x.3, contribution);
-                    }
-                    None => rolled.push((id, rows, values, contribution)),
-                }
-            }
-            for &(id, rows, values, contribution) in &rolled {
-                accs[id as usize].add(unit, rows, values, contribution);
-            }
+        for (a, b) in finest_units.iter_mut().zip(r.units) {
+            *a |= b;
         }
     }
-    drop(entries);
+    let sets = cell_sets(&up, finest_units, cells, shape.buckets);
 
     let cells = keys
         .iter()
         .zip(accs)
-        .map(|(&packed, a)| {
+        .zip(sets)
+        .map(|((&packed, a), units)| {
             let key = unpack(packed, k)
                 .into_iter()
                 .enumerate()
@@ -540,7 +724,7 @@ pub(crate) async fn unit_cells(
                     top2: a.top2,
                     any_negative: a.min.is_some_and(|m| m < 0.0),
                 },
-                units: a.set,
+                units,
             }
         })
         .collect();
@@ -548,4 +732,40 @@ pub(crate) async fn unit_cells(
         cells,
         gives_values: kind.gives_values(),
     })
+}
+
+/// Every cell's unit set: a finest cell's is its own, a margin's the union of its finest
+/// cells' (bitmap unions, word by word, rather than a unit at a time). The masks are split
+/// over `threads` threads.
+fn cell_sets(
+    up: &[Vec<u32>],
+    finest_units: Vec<RoaringBitmap>,
+    cells: usize,
+    threads: usize,
+) -> Vec<RoaringBitmap> {
+    let finest_units = &finest_units;
+    let parts: Vec<Vec<(u32, RoaringBitmap)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut out: FastMap<u32, RoaringBitmap> = FastMap::default();
+                    for row in up.iter().skip(t).step_by(threads) {
+                        for (f, &id) in row.iter().enumerate() {
+                            *out.entry(id).or_default() |= &finest_units[f];
+                        }
+                    }
+                    out.into_iter().collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a unit-set thread panicked"))
+            .collect()
+    });
+    let mut sets = vec![RoaringBitmap::new(); cells];
+    for (id, set) in parts.into_iter().flatten() {
+        sets[id as usize] = set;
+    }
+    sets
 }

@@ -369,6 +369,84 @@ fn unit_statistics_count_persons_not_rows() {
     );
 }
 
+/// Every cell's statistics and unit set, computed person by person over the rows.
+fn brute_force(rows: &[Row], cell: &[Level]) -> (u64, u64, u64, Option<f64>, Option<f64>, Vec<u32>) {
+    let matches = |r: &Row| {
+        let values = [r.year.to_string(), r.sex.to_string()];
+        cell.iter().zip(&values).all(|(level, value)| match level {
+            Level::Total => true,
+            Level::Value(v) => v == value,
+            Level::Missing => false,
+        })
+    };
+    let mut per_unit: BTreeMap<i64, (u64, Option<f64>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| matches(r)) {
+        let entry = per_unit.entry(r.pseudonym).or_default();
+        entry.0 += 1;
+        if let Some(income) = r.income {
+            entry.1 = Some(entry.1.unwrap_or(0.0) + income as f64);
+        }
+    }
+    let rows_in = per_unit.values().map(|(n, _)| n).sum();
+    let mut tops: Vec<f64> = per_unit.values().filter_map(|(_, c)| c.map(f64::abs)).collect();
+    tops.sort_by(|a, b| b.total_cmp(a));
+    let set = per_unit
+        .iter()
+        .filter(|(_, (_, c))| c.is_some())
+        .map(|(&u, _)| u as u32)
+        .collect();
+    (
+        per_unit.len() as u64,
+        rows_in,
+        per_unit.values().filter(|(_, c)| c.is_some()).count() as u64,
+        tops.first().copied(),
+        tops.get(1).copied(),
+        set,
+    )
+}
+
+#[test]
+fn unit_statistics_and_sets_equal_a_person_by_person_count() {
+    // Units spread over many roaring containers (so over both roll-up threads), and one batch
+    // per year (so a person's rows are in both partitions of the table).
+    let rows = sample_rows(3000);
+    let years: BTreeSet<i32> = rows.iter().map(|r| r.year).collect();
+    let batches = years
+        .iter()
+        .map(|&y| {
+            let of_year: Vec<Row> = rows.iter().filter(|r| r.year == y).cloned().collect();
+            batch(&of_year)
+        })
+        .collect();
+    let enclave = Enclave::open(
+        PersonYearsSource::Batches {
+            schema: schema(),
+            batches,
+        },
+        Limits::default(),
+    )
+    .unwrap();
+    let t = enclave
+        .run_output(&output(
+            "income",
+            Statistic::Sum,
+            "SELECT year, sex, sum(income) AS total FROM person_years GROUP BY year, sex",
+        ))
+        .unwrap();
+    assert_eq!(t.cells.len(), 4 * 3, "3 years x 2 sexes, their margins and the total");
+    for c in &t.cells {
+        let (units, rows_in, nonnull, top1, top2, set) = brute_force(&rows, &c.key);
+        assert_eq!(
+            (c.stats.units, c.stats.rows, c.stats.nonnull_units),
+            (units, rows_in, nonnull),
+            "cell {:?}",
+            c.key
+        );
+        assert_eq!((c.stats.top1, c.stats.top2), (top1, top2), "cell {:?}", c.key);
+        assert_eq!(c.units.iter().collect::<Vec<u32>>(), set, "cell {:?}", c.key);
+    }
+}
+
 #[test]
 fn transitions_join_on_the_unit_and_keep_persons_as_units() {
     let rows = vec![
