@@ -517,13 +517,23 @@ fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -
     let mut pending: Vec<(u64, u64, Option<f64>)> = vec![(0, 0, None); cells];
     let mut seen: Vec<u32> = vec![u32::MAX; cells];
     let mut touched: Vec<u32> = Vec::new();
-    let mut finest_touched: Vec<u32> = Vec::new();
+    let mut own: Vec<Entry> = Vec::new();
     for (turn, group) in entries.chunk_by(|a, b| a.unit == b.unit).enumerate() {
         let turn = turn as u32;
         let unit = group[0].unit;
+        // The unit's entries with neighbours in the same finest cell merged (a person's years
+        // in one cell come one after the other), so most are rolled up once.
+        own.clear();
+        own.extend_from_slice(group);
+        own.dedup_by(|later, kept| {
+            let same = later.cell == kept.cell;
+            if same {
+                kept.absorb(later, kind);
+            }
+            same
+        });
         touched.clear();
-        finest_touched.clear();
-        for e in group {
+        for e in &own {
             let contribution = e.contribution(kind);
             for row in up {
                 let id = row[e.cell as usize] as usize;
@@ -538,18 +548,14 @@ fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -
                     touched.push(id as u32);
                 }
             }
-            if contribution.is_some() && finest_touched.last() != Some(&e.cell) {
-                finest_touched.push(e.cell);
+            let members = &mut finest_units[e.cell as usize];
+            if contribution.is_some() && members.last() != Some(&unit) {
+                members.push(unit);
             }
         }
         for &id in &touched {
             let (rows, values, contribution) = pending[id as usize];
             accs[id as usize].add(rows, values, contribution);
-        }
-        finest_touched.sort_unstable();
-        finest_touched.dedup();
-        for &f in &finest_touched {
-            finest_units[f as usize].push(unit);
         }
     }
     drop(entries);
@@ -597,12 +603,14 @@ pub(crate) async fn unit_cells(
         partials.push(partial);
     }
 
-    // One numbering of the values and finest cells for the whole output.
+    // One numbering of the values and finest cells for the whole output; each partition's
+    // finest cells are renumbered by the roll-up threads.
     let mut dictionaries: Vec<Dictionary> = (0..k).map(|_| Dictionary::default()).collect();
     let mut finest: FastMap<u128, u32> = FastMap::default();
     let mut finest_keys: Vec<u128> = Vec::new();
-    let mut buckets: Vec<Vec<Entry>> = vec![Vec::new(); shape.buckets];
-    for mut partial in partials {
+    let mut renumbered: Vec<Vec<u32>> = Vec::with_capacity(partials.len());
+    let mut buckets: Vec<Vec<Vec<Entry>>> = vec![Vec::new(); shape.buckets];
+    for partial in partials {
         let recode: Vec<Vec<u32>> = partial
             .dictionaries
             .iter()
@@ -618,30 +626,29 @@ pub(crate) async fn unit_cells(
                     .collect::<Result<Vec<u32>, String>>()
             })
             .collect::<Result<_, _>>()?;
-        let cell_of: Vec<u32> = partial
-            .finest_keys
-            .iter()
-            .map(|&local| {
-                let codes = unpack(local, k);
-                let global = pack(codes.iter().enumerate().map(|(d, &c)| recode[d][c as usize]));
-                *finest.entry(global).or_insert_with(|| {
-                    finest_keys.push(global);
-                    finest_keys.len() as u32 - 1
+        renumbered.push(
+            partial
+                .finest_keys
+                .iter()
+                .map(|&local| {
+                    let codes = unpack(local, k);
+                    let global = pack(
+                        codes
+                            .iter()
+                            .enumerate()
+                            .map(|(d, &c)| recode[d][c as usize]),
+                    );
+                    *finest.entry(global).or_insert_with(|| {
+                        finest_keys.push(global);
+                        finest_keys.len() as u32 - 1
+                    })
                 })
-            })
-            .collect();
-        for (bucket, entries) in buckets.iter_mut().zip(&mut partial.buckets) {
-            for e in entries.iter_mut() {
-                e.cell = cell_of[e.cell as usize];
-            }
-            if bucket.is_empty() {
-                std::mem::swap(bucket, entries);
-            } else {
-                bucket.append(entries);
-            }
+                .collect(),
+        );
+        for (bucket, entries) in buckets.iter_mut().zip(partial.buckets) {
+            bucket.push(entries);
         }
     }
-
     // Every cell: the finest cells and their margins, through one interner of packed keys.
     let masks = 1usize << k;
     let mut cell_of: FastMap<u128, u32> = FastMap::default();
@@ -670,7 +677,13 @@ pub(crate) async fn unit_cells(
     }
     let mut budget = Budget::new(ctx);
     budget.grow_to(
-        buckets.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
+        // The partitions' entries and, while they are concatenated, their copy.
+        buckets
+            .iter()
+            .flatten()
+            .map(|v| v.capacity() + v.len())
+            .sum::<usize>()
+            * size_of::<Entry>()
             + shape.buckets * keys.len() * (size_of::<Acc>() + 16 + 4)
             + masks * finest_keys.len() * 4,
     )?;
@@ -678,10 +691,21 @@ pub(crate) async fn unit_cells(
     // Each bucket of units on its own thread, then the buckets' cells added together.
     let cells = keys.len();
     let rolled: Vec<Rolled> = std::thread::scope(|scope| {
-        let up = &up;
+        let (up, renumbered) = (&up, &renumbered);
         let workers: Vec<_> = buckets
             .into_iter()
-            .map(|entries| scope.spawn(move || roll_up(entries, up, cells, kind)))
+            .map(|parts| {
+                scope.spawn(move || {
+                    let mut entries = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+                    for (part, cell_of) in parts.into_iter().zip(renumbered) {
+                        entries.extend(part.into_iter().map(|e| Entry {
+                            cell: cell_of[e.cell as usize],
+                            ..e
+                        }));
+                    }
+                    roll_up(entries, up, cells, kind)
+                })
+            })
             .collect();
         workers
             .into_iter()

@@ -370,7 +370,10 @@ fn unit_statistics_count_persons_not_rows() {
 }
 
 /// Every cell's statistics and unit set, computed person by person over the rows.
-fn brute_force(rows: &[Row], cell: &[Level]) -> (u64, u64, u64, Option<f64>, Option<f64>, Vec<u32>) {
+fn brute_force(
+    rows: &[Row],
+    cell: &[Level],
+) -> (u64, u64, u64, Option<f64>, Option<f64>, Vec<u32>) {
     let matches = |r: &Row| {
         let values = [r.year.to_string(), r.sex.to_string()];
         cell.iter().zip(&values).all(|(level, value)| match level {
@@ -388,7 +391,10 @@ fn brute_force(rows: &[Row], cell: &[Level]) -> (u64, u64, u64, Option<f64>, Opt
         }
     }
     let rows_in = per_unit.values().map(|(n, _)| n).sum();
-    let mut tops: Vec<f64> = per_unit.values().filter_map(|(_, c)| c.map(f64::abs)).collect();
+    let mut tops: Vec<f64> = per_unit
+        .values()
+        .filter_map(|(_, c)| c.map(f64::abs))
+        .collect();
     tops.sort_by(|a, b| b.total_cmp(a));
     let set = per_unit
         .iter()
@@ -433,7 +439,11 @@ fn unit_statistics_and_sets_equal_a_person_by_person_count() {
             "SELECT year, sex, sum(income) AS total FROM person_years GROUP BY year, sex",
         ))
         .unwrap();
-    assert_eq!(t.cells.len(), 4 * 3, "3 years x 2 sexes, their margins and the total");
+    assert_eq!(
+        t.cells.len(),
+        4 * 3,
+        "3 years x 2 sexes, their margins and the total"
+    );
     for c in &t.cells {
         let (units, rows_in, nonnull, top1, top2, set) = brute_force(&rows, &c.key);
         assert_eq!(
@@ -442,8 +452,18 @@ fn unit_statistics_and_sets_equal_a_person_by_person_count() {
             "cell {:?}",
             c.key
         );
-        assert_eq!((c.stats.top1, c.stats.top2), (top1, top2), "cell {:?}", c.key);
-        assert_eq!(c.units.iter().collect::<Vec<u32>>(), set, "cell {:?}", c.key);
+        assert_eq!(
+            (c.stats.top1, c.stats.top2),
+            (top1, top2),
+            "cell {:?}",
+            c.key
+        );
+        assert_eq!(
+            c.units.iter().collect::<Vec<u32>>(),
+            set,
+            "cell {:?}",
+            c.key
+        );
     }
 }
 

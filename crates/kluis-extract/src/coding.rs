@@ -598,9 +598,16 @@ impl CodeBuilder {
         let key = match self.keys_by_address.get(&address) {
             Some(&key) => key,
             None => {
-                let position = self.codes.iter().position(|c| *c == code).unwrap_or_else(|| {
-                    panic!("coding produced `{code}`, which is not in code list {}", self.list)
-                });
+                let position = self
+                    .codes
+                    .iter()
+                    .position(|c| *c == code)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "coding produced `{code}`, which is not in code list {}",
+                            self.list
+                        )
+                    });
                 let key = i16::try_from(position).expect("code lists are short");
                 self.keys_by_address.insert(address, key);
                 key
@@ -611,7 +618,10 @@ impl CodeBuilder {
 
     fn finish(&mut self) -> ArrayRef {
         let values = Arc::new(StringArray::from_iter_values(&self.codes));
-        Arc::new(DictionaryArray::<Int16Type>::new(self.keys.finish(), values))
+        Arc::new(DictionaryArray::<Int16Type>::new(
+            self.keys.finish(),
+            values,
+        ))
     }
 }
 
@@ -644,10 +654,8 @@ impl RowsBuilder<'_> {
 
     /// The rows in the compact form.
     pub fn finish(mut self) -> Result<RecordBatch> {
-        let strata = DictionaryArray::<Int16Type>::new(
-            self.stratum.finish(),
-            self.columns.strata.clone(),
-        );
+        let strata =
+            DictionaryArray::<Int16Type>::new(self.stratum.finish(), self.columns.strata.clone());
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(self.pseudonym.finish()),
             Arc::new(self.year.finish()),

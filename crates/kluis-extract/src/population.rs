@@ -187,41 +187,51 @@ pub fn coded_population(
     let rules = Rules::new(authorisation)?;
     let (index, facts, insz) = load_persons(warehouse)?;
 
+    // The years are scanned on two threads, each keeping its own per-person tallies.
+    let years: Vec<i32> = (rules.first_year..=rules.last_year).collect();
+    let scans: Vec<Result<YearScan>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..SCAN_THREADS)
+            .map(|t| {
+                let (years, index, facts, rules) = (&years, &index, &facts, &rules);
+                scope.spawn(move || {
+                    let mut scan = YearScan::new(facts.len());
+                    for &year in years.iter().skip(t).step_by(SCAN_THREADS) {
+                        scan.year(warehouse, year, index, facts, rules)?;
+                    }
+                    Ok(scan)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a scanning thread panicked"))
+            .collect()
+    });
     let mut stratum_of = vec![NONE8; facts.len()];
     let mut person_years_of = vec![0u16; facts.len()];
-    let mut qualifying_rows = Vec::new();
-    for year in rules.first_year..=rules.last_year {
-        let mut rows_of_year: Vec<u32> = Vec::new();
-        for batch in projected(warehouse, year, &[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])? {
-            let batch = batch?;
-            let insz_col = batch.column(0).as_primitive::<Int64Type>();
-            let types = batch.column(1).as_primitive::<Int32Type>();
-            let statuut = batch.column(2).as_primitive::<Int32Type>();
-            for row in 0..batch.num_rows() {
-                let Some(&person) = index.get(&insz_col.value(row)) else {
-                    return Err(Error::UnknownPerson { year, row });
-                };
-                let birth_year = facts[person as usize].birth_year();
-                let qualifies =
-                    rules.qualifies(year, birth_year, statuut.value(row), types.value(row));
-                if let Some(s) = qualifies {
-                    let person = person as usize;
-                    stratum_of[person] = stratum_of[person].min(s);
-                    person_years_of[person] = person_years_of[person].saturating_add(1);
-                }
-                rows_of_year.push(qualifies.map_or(NOT_QUALIFYING, |_| person));
-            }
+    let mut rows_by_year = std::collections::BTreeMap::new();
+    for scan in scans {
+        let scan = scan?;
+        for (mine, theirs) in stratum_of.iter_mut().zip(&scan.stratum_of) {
+            *mine = (*mine).min(*theirs);
         }
-        qualifying_rows.push(rows_of_year);
+        for (mine, theirs) in person_years_of.iter_mut().zip(&scan.person_years_of) {
+            *mine = mine.saturating_add(*theirs);
+        }
+        rows_by_year.extend(scan.rows_by_year);
     }
+    let qualifying_rows: Vec<Vec<u32>> = rows_by_year.into_values().collect();
 
-    let map = PseudonymMap::build(
-        key,
-        insz.iter()
-            .zip(&stratum_of)
-            .filter(|(_, s)| **s != NONE8)
-            .map(|(&n, _)| n as u64),
-    )?;
+    // Number the population, visiting persons in INSZ order as the map holds them.
+    let mut by_insz: Vec<(u64, u32)> = insz
+        .iter()
+        .zip(&stratum_of)
+        .enumerate()
+        .filter(|(_, (_, s))| **s != NONE8)
+        .map(|(person, (&n, _))| (n as u64, person as u32))
+        .collect();
+    by_insz.sort_unstable();
+    let map = PseudonymMap::build(key, by_insz.iter().map(|&(n, _)| n))?;
     let mut number_of = vec![0u32; facts.len()];
     let mut strata: Vec<StratumPopulation> = authorisation
         .strata
@@ -234,14 +244,13 @@ pub fn coded_population(
             person_years: 0,
         })
         .collect();
-    for (person, &s) in stratum_of.iter().enumerate() {
-        if s != NONE8 {
-            number_of[person] = map
-                .number(insz[person] as u64)
-                .expect("every qualifying person is in the map");
-            strata[s as usize].persons += 1;
-            strata[s as usize].person_years += person_years_of[person] as u64;
-        }
+    for (&(n, person), (in_map, number)) in by_insz.iter().zip(map.iter()) {
+        assert_eq!(n, in_map, "the map holds the population in INSZ order");
+        let person = person as usize;
+        let s = stratum_of[person] as usize;
+        number_of[person] = number;
+        strata[s].persons += 1;
+        strata[s].person_years += person_years_of[person] as u64;
     }
     Ok(CodedPopulation {
         warehouse: warehouse.clone(),
@@ -254,6 +263,65 @@ pub fn coded_population(
         number_of,
         map,
     })
+}
+
+/// Threads the first pass reads the years on.
+const SCAN_THREADS: usize = 2;
+
+/// What the first pass learns from some of the years.
+struct YearScan {
+    /// Per person row: the first stratum it qualifies for in these years, or NONE8.
+    stratum_of: Vec<u8>,
+    /// Per person row: its qualifying person-years in these years.
+    person_years_of: Vec<u16>,
+    /// Per year scanned: per person-year row in file order, the person row or NOT_QUALIFYING.
+    rows_by_year: Vec<(i32, Vec<u32>)>,
+}
+
+impl YearScan {
+    fn new(persons: usize) -> YearScan {
+        YearScan {
+            stratum_of: vec![NONE8; persons],
+            person_years_of: vec![0; persons],
+            rows_by_year: Vec::new(),
+        }
+    }
+
+    fn year(
+        &mut self,
+        warehouse: &Warehouse,
+        year: i32,
+        index: &InszIndex,
+        facts: &[Facts],
+        rules: &Rules,
+    ) -> Result<()> {
+        let mut rows_of_year: Vec<u32> = Vec::new();
+        for batch in projected(warehouse, year, &[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])? {
+            let batch = batch?;
+            let insz_col = batch.column(0).as_primitive::<Int64Type>();
+            let types = batch.column(1).as_primitive::<Int32Type>();
+            let statuut = batch.column(2).as_primitive::<Int32Type>();
+            for row in 0..batch.num_rows() {
+                let Some(&person) = index.get(&insz_col.value(row)) else {
+                    return Err(Error::UnknownPerson {
+                        year,
+                        row: rows_of_year.len() + 1,
+                    });
+                };
+                let birth_year = facts[person as usize].birth_year();
+                let qualifies =
+                    rules.qualifies(year, birth_year, statuut.value(row), types.value(row));
+                if let Some(s) = qualifies {
+                    let person = person as usize;
+                    self.stratum_of[person] = self.stratum_of[person].min(s);
+                    self.person_years_of[person] = self.person_years_of[person].saturating_add(1);
+                }
+                rows_of_year.push(qualifies.map_or(NOT_QUALIFYING, |_| person));
+            }
+        }
+        self.rows_by_year.push((year, rows_of_year));
+        Ok(())
+    }
 }
 
 /// INSZ → person row, each row's compact facts, and each row's INSZ.
@@ -539,7 +607,11 @@ impl CodedPopulation {
         // Rows are coded in file order, which reads the warehouse's columns front to back, and
         // only then put in pseudonym order: coding in pseudonym order jumped across the batches
         // and spent most of its time waiting for memory.
-        let capacity = if sample.is_some() { 0 } else { rows_of_year.len() };
+        let capacity = if sample.is_some() {
+            0
+        } else {
+            rows_of_year.len()
+        };
         let mut builder = columns.builder(capacity);
         let mut numbers: Vec<u32> = Vec::new();
         let mut offset = 0;
