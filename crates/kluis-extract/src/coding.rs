@@ -10,6 +10,7 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int16Type, Schema, SchemaRef};
 use kluis_model::codelists::{self, AgeClasses, Country};
+use kluis_model::schema::person_years as py;
 use kluis_model::{Background, MigrationThresholds};
 use kluis_project::Authorisation;
 
@@ -502,6 +503,26 @@ impl Columns {
     /// Whether any column reads the person-year's current nationality.
     pub fn reads_current_nationality(&self) -> bool {
         self.current_nationality
+    }
+
+    /// The warehouse's person-year columns the coding reads: decoding a text column of 46
+    /// million rows costs more than coding it, so the others are not read.
+    pub fn person_year_inputs(&self) -> Vec<&'static str> {
+        let reads = |wanted: fn(Coder) -> bool| self.variables.iter().any(|(_, c)| wanted(*c));
+        let mut inputs = vec![py::STATUUT];
+        if reads(|c| matches!(c, Coder::Region)) {
+            inputs.push(py::REGION);
+        }
+        if reads(|c| matches!(c, Coder::NaceSection | Coder::NaceDivision)) {
+            inputs.push(py::NACE);
+        }
+        if reads(|c| matches!(c, Coder::EmployerType | Coder::EmployerGroup)) {
+            inputs.push(py::EMPLOYER_TYPE);
+        }
+        if self.current_nationality {
+            inputs.push(py::CURRENT_NATIONALITY);
+        }
+        inputs
     }
 
     /// The same columns with only the named variables (pseudonym, year and stratum stay).

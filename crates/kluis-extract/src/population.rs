@@ -2,8 +2,6 @@
 //! the qualifying person-years and each person's stratum, then the whole qualifying population is
 //! numbered with the project key; the second codes the person-years of one year at a time.
 
-use std::fs::File;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
 use kluis_model::EmployerGroup;
@@ -13,8 +11,6 @@ use kluis_project::Authorisation;
 use kluis_pseudo::{ProjectKey, PseudonymMap};
 use kluis_warehouse::Warehouse;
 use kluis_warehouse::dates::year_of;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -296,7 +292,11 @@ impl YearScan {
         rules: &Rules,
     ) -> Result<()> {
         let mut rows_of_year: Vec<u32> = Vec::new();
-        for batch in projected(warehouse, year, &[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])? {
+        for batch in
+            warehouse
+                .person_years_batches(year)?
+                .only(&[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])
+        {
             let batch = batch?;
             let insz_col = batch.column(0).as_primitive::<Int64Type>();
             let types = batch.column(1).as_primitive::<Int32Type>();
@@ -438,31 +438,6 @@ fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
     Ok((index, facts, insz_of))
 }
 
-/// The named columns of one year's person-years, in file order.
-fn projected(
-    warehouse: &Warehouse,
-    year: i32,
-    names: &[&str],
-) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
-    let mut readers = Vec::new();
-    for path in warehouse.person_years_files(year)? {
-        let file = File::open(&path).map_err(Error::io(&path))?;
-        let context = path.display().to_string();
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(Error::parquet(&context))?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(kluis_warehouse::BATCH_ROWS)
-            .build()
-            .map_err(Error::parquet(&context))?;
-        readers.push((context, reader));
-    }
-    Ok(readers.into_iter().flat_map(|(context, reader)| {
-        reader.map(move |batch| batch.map_err(Error::arrow(context.clone())))
-    }))
-}
-
 impl CodedPopulation {
     /// The strata with their population sizes, in authorisation order.
     pub fn strata(&self) -> &[StratumPopulation] {
@@ -597,12 +572,19 @@ impl CodedPopulation {
         let rows_of_year = &self.qualifying_rows[(year - self.rules.first_year) as usize];
         let changed = || Error::WarehouseChanged(self.warehouse.dir().to_owned());
         let reads_nationality = columns.reads_current_nationality();
+        // Columns the coding does not read are not decoded; their values are never asked for.
         let text_column = |batch: &RecordBatch, name: &str| {
             batch
                 .column_by_name(name)
-                .expect("schema checked")
-                .as_string::<i32>()
-                .clone()
+                .map(|c| c.as_string::<i32>().clone())
+        };
+        fn text(a: &Option<arrow::array::StringArray>, row: usize) -> &str {
+            a.as_ref().map_or("", |a| a.value(row))
+        }
+        let int_column = |batch: &RecordBatch, name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_primitive::<Int32Type>().clone())
         };
         // Rows are coded in file order, which reads the warehouse's columns front to back, and
         // only then put in pseudonym order: coding in pseudonym order jumped across the batches
@@ -615,7 +597,11 @@ impl CodedPopulation {
         let mut builder = columns.builder(capacity);
         let mut numbers: Vec<u32> = Vec::new();
         let mut offset = 0;
-        for batch in self.warehouse.person_years_batches(year)? {
+        for batch in self
+            .warehouse
+            .person_years_batches(year)?
+            .only(&columns.person_year_inputs())
+        {
             let batch = batch?;
             let first_row = offset;
             let persons = rows_of_year
@@ -625,8 +611,12 @@ impl CodedPopulation {
             let nationalities = text_column(&batch, py::CURRENT_NATIONALITY);
             let regions = text_column(&batch, py::REGION);
             let naces = text_column(&batch, py::NACE);
-            let types = col_i32(&batch, py::EMPLOYER_TYPE);
-            let statuut = col_i32(&batch, py::STATUUT);
+            let types = int_column(&batch, py::EMPLOYER_TYPE);
+            let statuut = int_column(&batch, py::STATUUT);
+            let code = |a: &Option<arrow::array::Int32Array>, row| {
+                a.as_ref()
+                    .map_or(NONE8, |a| u8::try_from(a.value(row)).unwrap_or(NONE8))
+            };
             for (row, &person) in persons.iter().enumerate() {
                 if person == NOT_QUALIFYING {
                     continue;
@@ -636,7 +626,7 @@ impl CodedPopulation {
                     continue;
                 }
                 let current_nationality = if reads_nationality {
-                    let nationality = nationalities.value(row);
+                    let nationality = text(&nationalities, row);
                     country_index(nationality).ok_or_else(|| Error::BadValue {
                         table: "person_years",
                         context: format!("year {year}, row {}", first_row + row + 1),
@@ -654,11 +644,11 @@ impl CodedPopulation {
                     &Row {
                         year,
                         person: &self.facts[person as usize],
-                        region: regions.value(row),
+                        region: text(&regions, row),
                         current_nationality,
-                        employer_type: u8::try_from(types.value(row)).unwrap_or(NONE8),
-                        statuut: u8::try_from(statuut.value(row)).unwrap_or(NONE8),
-                        nace: naces.value(row),
+                        employer_type: code(&types, row),
+                        statuut: code(&statuut, row),
+                        nace: text(&naces, row),
                     },
                 );
             }
@@ -672,11 +662,4 @@ impl CodedPopulation {
         arrow::compute::take_record_batch(&coded, &arrow::array::UInt32Array::from(order))
             .map_err(Error::arrow("ordering the coded person-years"))
     }
-}
-
-fn col_i32<'b>(batch: &'b RecordBatch, name: &str) -> &'b arrow::array::Int32Array {
-    batch
-        .column_by_name(name)
-        .expect("schema checked on read")
-        .as_primitive::<Int32Type>()
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -165,7 +166,10 @@ fn dir_size(dir: &Path) -> Result<u64> {
 pub struct Batches {
     files: std::vec::IntoIter<PathBuf>,
     current: Option<(PathBuf, ParquetRecordBatchReader)>,
+    /// The table's schema, which every file must have.
     schema: SchemaRef,
+    /// The columns read, all when None.
+    columns: Option<Vec<String>>,
     table: &'static str,
 }
 
@@ -175,13 +179,33 @@ impl Batches {
             files: files.into_iter(),
             current: None,
             schema,
+            columns: None,
             table,
         })
     }
 
+    /// Reads only the named columns (in the table's order); the files are checked against the
+    /// whole schema all the same.
+    pub fn only(mut self, columns: &[&str]) -> Batches {
+        self.columns = Some(columns.iter().map(|c| c.to_string()).collect());
+        self
+    }
+
     /// The schema of every batch.
     pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        match &self.columns {
+            None => self.schema.clone(),
+            Some(names) => {
+                let fields = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .filter(|f| names.contains(f.name()))
+                    .cloned()
+                    .collect::<Vec<_>>();
+                std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+            }
+        }
     }
 
     fn open_next(&mut self) -> Result<bool> {
@@ -206,7 +230,14 @@ impl Batches {
                 expected: names(&self.schema),
             });
         }
+        let mask = match &self.columns {
+            None => ProjectionMask::all(),
+            Some(names) => {
+                ProjectionMask::columns(builder.parquet_schema(), names.iter().map(String::as_str))
+            }
+        };
         let reader = builder
+            .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(Error::parquet(&path))?;
