@@ -3,16 +3,19 @@
 //! DataFusion streams the rows of the final aggregation's input as `(keys…, unit, measure
 //! argument, filter)`; kluis then works in Rust, in memory it reserves from the session's pool:
 //!
-//! 1. each row becomes an entry `(unit, finest cell, rows, non-null values, contribution)`;
-//!    entries are sorted by unit and merged, so each unit has one entry per finest cell
-//!    (a person's 20 rows in a cell are one contributor);
-//! 2. unit by unit, in ascending order, its finest entries are rolled up to every margin
-//!    (each subset of the dimensions): there the unit is one contributor again, with the sum of
-//!    its contributions (the minimum or maximum for `min`/`max`);
+//! 1. each partition of the stream is coded on its own task: each row becomes an entry `(unit,
+//!    finest cell, rows, non-null values, contribution)`, put in the bucket of its unit's roaring
+//!    container (`unit >> 16`); the partitions' cell numbers are then made one;
+//! 2. each bucket, on its own thread, is sorted by unit, and unit by unit its entries are rolled
+//!    up to every cell they fall in, finest cells and margins (each subset of the dimensions):
+//!    there the unit is one contributor, with the sum of its contributions (the minimum or
+//!    maximum for `min`/`max`), so a person's 20 rows in a cell are one contributor;
 //! 3. each cell accumulates rows, units, units with a non-null measure, units with a non-zero
-//!    contribution, the total and absolute total of contributions, the two largest absolute
-//!    contributions, and the set of units with a non-null measure as a compressed bitmap (the
-//!    release ledger keeps it to catch differencing).
+//!    contribution, the total and absolute total of contributions, and the two largest absolute
+//!    contributions; the buckets' cells are added together;
+//! 4. the set of units with a non-null measure (the release ledger keeps it to catch
+//!    differencing) is a compressed bitmap per finest cell, and a margin's is the union of its
+//!    finest cells' (the buckets hold different containers, so theirs never overlap).
 //!
 //! Units must be whole numbers from 0 to 2^32 − 1: the extract's and the view's pseudonyms are
 //! sequence numbers. For the usual aggregates (`count(*)`, `count(x)`, `count(DISTINCT unit)`,
