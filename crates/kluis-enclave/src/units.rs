@@ -494,6 +494,16 @@ async fn code_partition(
         }
         budget.grow_to(buckets.iter().map(Vec::capacity).sum::<usize>() * size_of::<Entry>())?;
     }
+    // Sorted by unit here, on the partition's own task, so the roll-up merges the partitions'
+    // buckets as they are instead of copying them into one. Stable: the stream gives runs in
+    // unit order (one per year), which it merges in a few passes.
+    let largest = buckets.iter().map(Vec::len).max().unwrap_or(0);
+    budget.grow_to(
+        (buckets.iter().map(Vec::capacity).sum::<usize>() + largest / 2) * size_of::<Entry>(),
+    )?;
+    for bucket in &mut buckets {
+        bucket.sort_by_key(|e| e.unit);
+    }
     Ok(Partial {
         dictionaries,
         finest_keys,
@@ -510,10 +520,16 @@ struct Rolled {
 
 /// Rolls a bucket's entries up to every cell: unit by unit, its entries are merged into each
 /// cell they fall in (`up[mask][finest cell]`) and then added to that cell's statistics, so a
-/// unit is one contributor to each cell whatever its number of rows there.
-fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -> Rolled {
-    // Stable, so it runs in linear time over the runs the stream already gives in unit order.
-    entries.sort_by_key(|e| e.unit);
+/// unit is one contributor to each cell whatever its number of rows there. The entries come
+/// from every partition, each part sorted by unit and with its own cell numbers
+/// (`renumbered[part]`), and are merged unit by unit.
+fn roll_up(
+    parts: Vec<Vec<Entry>>,
+    renumbered: &[Vec<u32>],
+    up: &[Vec<u32>],
+    cells: usize,
+    kind: Kind,
+) -> Rolled {
     let mut accs = vec![Acc::default(); cells];
     let mut finest_units: Vec<Vec<u32>> = vec![Vec::new(); up.first().map_or(0, Vec::len)];
     // The unit's running total per cell, valid where `seen[cell]` is the unit's turn.
@@ -521,13 +537,28 @@ fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -
     let mut seen: Vec<u32> = vec![u32::MAX; cells];
     let mut touched: Vec<u32> = Vec::new();
     let mut own: Vec<Entry> = Vec::new();
-    for (turn, group) in entries.chunk_by(|a, b| a.unit == b.unit).enumerate() {
-        let turn = turn as u32;
-        let unit = group[0].unit;
-        // The unit's entries with neighbours in the same finest cell merged (a person's years
-        // in one cell come one after the other), so most are rolled up once.
+    let mut next: Vec<usize> = vec![0; parts.len()];
+    for turn in 0u32.. {
+        let Some(unit) = parts
+            .iter()
+            .zip(&next)
+            .filter_map(|(part, &at)| part.get(at).map(|e| e.unit))
+            .min()
+        else {
+            break;
+        };
+        // The unit's entries from every part, with neighbours in the same finest cell merged (a
+        // person's years in one cell come one after the other), so most are rolled up once.
         own.clear();
-        own.extend_from_slice(group);
+        for ((part, at), cell_of) in parts.iter().zip(&mut next).zip(renumbered) {
+            while let Some(e) = part.get(*at).filter(|e| e.unit == unit) {
+                own.push(Entry {
+                    cell: cell_of[e.cell as usize],
+                    ..*e
+                });
+                *at += 1;
+            }
+        }
         own.dedup_by(|later, kept| {
             let same = later.cell == kept.cell;
             if same {
@@ -561,7 +592,7 @@ fn roll_up(mut entries: Vec<Entry>, up: &[Vec<u32>], cells: usize, kind: Kind) -
             accs[id as usize].add(rows, values, contribution);
         }
     }
-    drop(entries);
+    drop(parts);
     let units = finest_units
         .into_iter()
         .map(|u| RoaringBitmap::from_sorted_iter(u).expect("units in ascending order"))
@@ -680,13 +711,7 @@ pub(crate) async fn unit_cells(
     }
     let mut budget = Budget::new(ctx);
     budget.grow_to(
-        // The partitions' entries and, while they are concatenated, their copy.
-        buckets
-            .iter()
-            .flatten()
-            .map(|v| v.capacity() + v.len())
-            .sum::<usize>()
-            * size_of::<Entry>()
+        buckets.iter().flatten().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
             + shape.buckets * keys.len() * (size_of::<Acc>() + 16 + 4)
             + masks * finest_keys.len() * 4,
     )?;
@@ -697,18 +722,7 @@ pub(crate) async fn unit_cells(
         let (up, renumbered) = (&up, &renumbered);
         let workers: Vec<_> = buckets
             .into_iter()
-            .map(|parts| {
-                scope.spawn(move || {
-                    let mut entries = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-                    for (part, cell_of) in parts.into_iter().zip(renumbered) {
-                        entries.extend(part.into_iter().map(|e| Entry {
-                            cell: cell_of[e.cell as usize],
-                            ..e
-                        }));
-                    }
-                    roll_up(entries, up, cells, kind)
-                })
-            })
+            .map(|parts| scope.spawn(move || roll_up(parts, renumbered, up, cells, kind)))
             .collect();
         workers
             .into_iter()

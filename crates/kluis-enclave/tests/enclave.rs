@@ -413,9 +413,28 @@ fn brute_force(
 
 #[test]
 fn unit_statistics_and_sets_equal_a_person_by_person_count() {
-    // Units spread over many roaring containers (so over both roll-up threads), and one batch
-    // per year (so a person's rows are in both partitions of the table).
-    let rows = sample_rows(3000);
+    // Units spread thinly over many roaring containers, and 70,000 units numbered 1.. as
+    // pseudonyms are (two containers): both go over both roll-up threads, the first through the
+    // sort for sparse units, the second through the one for dense units.
+    let sparse = sample_rows(3000);
+    let mut dense = sample_rows(70_000);
+    let numbers: BTreeMap<i64, i64> = dense
+        .iter()
+        .map(|r| r.pseudonym)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .zip(1..)
+        .collect();
+    for r in &mut dense {
+        r.pseudonym = numbers[&r.pseudonym];
+    }
+    assert!(*numbers.values().max().unwrap() > 65_536);
+    check_unit_statistics(&sparse);
+    check_unit_statistics(&dense);
+}
+
+fn check_unit_statistics(rows: &[Row]) {
+    // One batch per year, so a person's rows are in both partitions of the table.
     let years: BTreeSet<i32> = rows.iter().map(|r| r.year).collect();
     let batches = years
         .iter()
@@ -445,7 +464,7 @@ fn unit_statistics_and_sets_equal_a_person_by_person_count() {
         "3 years x 2 sexes, their margins and the total"
     );
     for c in &t.cells {
-        let (units, rows_in, nonnull, top1, top2, set) = brute_force(&rows, &c.key);
+        let (units, rows_in, nonnull, top1, top2, set) = brute_force(rows, &c.key);
         assert_eq!(
             (c.stats.units, c.stats.rows, c.stats.nonnull_units),
             (units, rows_in, nonnull),
