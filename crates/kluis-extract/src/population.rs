@@ -188,11 +188,12 @@ pub fn coded_population(
     let scans: Vec<Result<YearScan>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..SCAN_THREADS)
             .map(|t| {
-                let (years, index, facts, rules) = (&years, &index, &facts, &rules);
+                let (years, rules) = (&years, &rules);
+                let persons = (&index, facts.as_slice(), insz.as_slice());
                 scope.spawn(move || {
-                    let mut scan = YearScan::new(facts.len());
+                    let mut scan = YearScan::new(persons.1.len());
                     for &year in years.iter().skip(t).step_by(SCAN_THREADS) {
-                        scan.year(warehouse, year, index, facts, rules)?;
+                        scan.year(warehouse, year, persons, rules)?;
                     }
                     Ok(scan)
                 })
@@ -264,6 +265,9 @@ pub fn coded_population(
 /// Threads the first pass reads the years on.
 const SCAN_THREADS: usize = 2;
 
+/// How many persons past the last one found the first pass compares before it asks the index.
+const LOOK_AHEAD: usize = 8;
+
 /// What the first pass learns from some of the years.
 struct YearScan {
     /// Per person row: the first stratum it qualifies for in these years, or NONE8.
@@ -287,11 +291,11 @@ impl YearScan {
         &mut self,
         warehouse: &Warehouse,
         year: i32,
-        index: &InszIndex,
-        facts: &[Facts],
+        (index, facts, insz): (&InszIndex, &[Facts], &[i64]),
         rules: &Rules,
     ) -> Result<()> {
         let mut rows_of_year: Vec<u32> = Vec::new();
+        let mut next_person = 0u32;
         for batch in
             warehouse
                 .person_years_batches(year)?
@@ -302,12 +306,20 @@ impl YearScan {
             let types = batch.column(1).as_primitive::<Int32Type>();
             let statuut = batch.column(2).as_primitive::<Int32Type>();
             for row in 0..batch.num_rows() {
-                let Some(&person) = index.get(&insz_col.value(row)) else {
-                    return Err(Error::UnknownPerson {
+                let n = insz_col.value(row);
+                // Warehouses usually list a year's person-years in the persons' order, less the
+                // persons without a job that year: the next few persons after the last one found
+                // are tried before the index (a random memory access for each of 46 million
+                // person-years).
+                let ahead = insz.get(next_person as usize..).unwrap_or_default();
+                let person = match ahead.iter().take(LOOK_AHEAD).position(|&m| m == n) {
+                    Some(skipped) => next_person + skipped as u32,
+                    None => *index.get(&n).ok_or(Error::UnknownPerson {
                         year,
                         row: rows_of_year.len() + 1,
-                    });
+                    })?,
                 };
+                next_person = person + 1;
                 let birth_year = facts[person as usize].birth_year();
                 let qualifies =
                     rules.qualifies(year, birth_year, statuut.value(row), types.value(row));
@@ -657,9 +669,15 @@ impl CodedPopulation {
             return Err(changed());
         }
         let coded = builder.finish()?;
-        let mut order: Vec<u32> = (0..numbers.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| numbers[i as usize]);
-        arrow::compute::take_record_batch(&coded, &arrow::array::UInt32Array::from(order))
+        // (number, row) packed in one integer: sorted without looking anything up.
+        let mut order: Vec<u64> = numbers
+            .iter()
+            .enumerate()
+            .map(|(row, &n)| (u64::from(n) << 32) | row as u64)
+            .collect();
+        order.sort_unstable();
+        let rows = arrow::array::UInt32Array::from_iter_values(order.iter().map(|&o| o as u32));
+        arrow::compute::take_record_batch(&coded, &rows)
             .map_err(Error::arrow("ordering the coded person-years"))
     }
 }
