@@ -46,13 +46,18 @@ fn country_at(index: u16) -> Option<&'static Country> {
     (index != NONE16).then(|| &codelists::countries()[index as usize])
 }
 
-/// Position of `code` in a code list (its codes are `&'static`).
-pub(crate) fn code_position(list: &str, code: &str) -> Option<u8> {
-    codelists::get(list)
-        .expect("code list embedded")
-        .codes()
-        .position(|c| c == code)
-        .map(|i| i as u8)
+/// Position of a sex code in `sexes` (asked once per person: the list is looked up once).
+pub(crate) fn sex_position(code: &str) -> Option<u8> {
+    position(&lookups().sexes, code)
+}
+
+/// Position of an ISCED-F broad field in `iscedf_fields`.
+pub(crate) fn study_field_position(code: &str) -> Option<u8> {
+    position(&lookups().iscedf_fields, code)
+}
+
+fn position(codes: &[&str], code: &str) -> Option<u8> {
+    codes.iter().position(|c| *c == code).map(|i| i as u8)
 }
 
 /// The codes of the lists the coding reads, indexed, built once: coding runs per person-year

@@ -15,7 +15,9 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::coding::{Columns, Facts, NONE8, NONE16, Row, code_position, country_index};
+use crate::coding::{
+    Columns, Facts, NONE8, NONE16, Row, country_index, sex_position, study_field_position,
+};
 use crate::error::{Error, Result};
 
 /// How a person's age in a year is computed (recorded in the codebook and manifest).
@@ -220,14 +222,12 @@ pub fn coded_population(
     let qualifying_rows: Vec<Vec<u32>> = rows_by_year.into_values().collect();
 
     // Number the population, visiting persons in INSZ order as the map holds them.
-    let mut by_insz: Vec<(u64, u32)> = insz
+    let by_insz: Vec<(u64, u32)> = index
+        .0
         .iter()
-        .zip(&stratum_of)
-        .enumerate()
-        .filter(|(_, (_, s))| **s != NONE8)
-        .map(|(person, (&n, _))| (n as u64, person as u32))
+        .filter(|&&(_, person)| stratum_of[person as usize] != NONE8)
+        .map(|&(n, person)| (n as u64, person))
         .collect();
-    by_insz.sort_unstable();
     let map = PseudonymMap::build(key, by_insz.iter().map(|&(n, _)| n))?;
     let mut number_of = vec![0u32; facts.len()];
     let mut strata: Vec<StratumPopulation> = authorisation
@@ -314,7 +314,7 @@ impl YearScan {
                 let ahead = insz.get(next_person as usize..).unwrap_or_default();
                 let person = match ahead.iter().take(LOOK_AHEAD).position(|&m| m == n) {
                     Some(skipped) => next_person + skipped as u32,
-                    None => *index.get(&n).ok_or(Error::UnknownPerson {
+                    None => index.get(n).ok_or(Error::UnknownPerson {
                         year,
                         row: rows_of_year.len() + 1,
                     })?,
@@ -340,15 +340,41 @@ impl YearScan {
 /// A person-year that does not qualify, in [`CodedPopulation::qualifying_rows`].
 const NOT_QUALIFYING: u32 = u32::MAX;
 
-/// INSZ → person row. foldhash, not FxHash: INSZ numbers are structured (birth date, serial,
-/// check digits) and FxHash's single multiply clusters them into long probe chains.
-type InszIndex = std::collections::HashMap<i64, u32, foldhash::fast::FixedState>;
+/// INSZ → person row, as (INSZ, person row) pairs in INSZ order. A sorted array rather than a
+/// hash map: building a map of five million persons took seconds of cache misses, while the
+/// first pass asks it for few person-years (see [`LOOK_AHEAD`]) and the numbering walks it in
+/// order.
+struct InszIndex(Vec<(i64, u32)>);
+
+impl InszIndex {
+    /// Sorts the persons' INSZ numbers; refuses a number given twice.
+    fn new(insz_of: &[i64]) -> Result<InszIndex> {
+        let mut pairs: Vec<(i64, u32)> = insz_of.iter().copied().zip(0..).collect();
+        pairs.sort_unstable();
+        if let Some(twice) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::BadValue {
+                table: "persons",
+                context: format!("row {}", twice[0].1.max(twice[1].1) + 1),
+                column: ps::INSZ,
+                value: "(a number already seen in an earlier row)".to_owned(),
+                expected: "each person once",
+            });
+        }
+        Ok(InszIndex(pairs))
+    }
+
+    fn get(&self, insz: i64) -> Option<u32> {
+        self.0
+            .binary_search_by_key(&insz, |&(n, _)| n)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+}
 
 type Persons = (InszIndex, Vec<Facts>, Vec<i64>);
 
 /// Reads `persons` into compact facts.
 fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
-    let mut index = InszIndex::default();
     let mut facts = Vec::new();
     let mut insz_of = Vec::new();
     for batch in warehouse.persons_batches()? {
@@ -398,7 +424,7 @@ fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
             }
             let year =
                 |a: &arrow::array::Date32Array| a.is_valid(row).then(|| year_of(a.value(row)));
-            let sex_code = code_position("sexes", sex.value(row))
+            let sex_code = sex_position(sex.value(row))
                 .ok_or_else(|| bad(ps::SEX, sex.value(row), "M or F"))?;
             let level = if education.is_valid(row) {
                 u8::try_from(education.value(row))
@@ -415,7 +441,7 @@ fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
                 NONE8
             };
             let field = if study.is_valid(row) {
-                code_position("iscedf_fields", study.value(row)).ok_or_else(|| {
+                study_field_position(study.value(row)).ok_or_else(|| {
                     bad(
                         ps::STUDY_FIELD,
                         study.value(row),
@@ -425,17 +451,7 @@ fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
             } else {
                 NONE8
             };
-            let n = insz.value(row);
-            if index.insert(n, position as u32).is_some() {
-                return Err(Error::BadValue {
-                    table: "persons",
-                    context: format!("row {}", position + 1),
-                    column: ps::INSZ,
-                    value: "(a number already seen in an earlier row)".to_owned(),
-                    expected: "each person once",
-                });
-            }
-            insz_of.push(n);
+            insz_of.push(insz.value(row));
             facts.push(Facts::new(
                 year_of(birth.value(row)),
                 year(registration),
@@ -447,7 +463,7 @@ fn load_persons(warehouse: &Warehouse) -> Result<Persons> {
             ));
         }
     }
-    Ok((index, facts, insz_of))
+    Ok((InszIndex::new(&insz_of)?, facts, insz_of))
 }
 
 impl CodedPopulation {
