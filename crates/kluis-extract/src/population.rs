@@ -336,7 +336,6 @@ impl YearScan {
     }
 }
 
-/// INSZ → person row, each row's compact facts, and each row's INSZ.
 /// A person-year that does not qualify, in [`CodedPopulation::qualifying_rows`].
 const NOT_QUALIFYING: u32 = u32::MAX;
 
@@ -371,6 +370,7 @@ impl InszIndex {
     }
 }
 
+/// The persons' INSZ index, each person row's compact facts, and each person row's INSZ.
 type Persons = (InszIndex, Vec<Facts>, Vec<i64>);
 
 /// Reads `persons` into compact facts.
@@ -551,7 +551,7 @@ impl CodedPopulation {
     /// Every year's coded person-years of the whole population (the enclave's view), with only
     /// the named variables coded (pseudonym, year and stratum always), on `threads` threads, each
     /// year's batch handed to `each` as soon as it is coded; the results in year order. Codes
-    /// are dictionary keys into their code lists ([`crate::code_type`]).
+    /// are dictionary keys into their code lists ([`crate::coding::code_type`]).
     pub fn all_years<T: Send>(
         &self,
         variables: &[String],

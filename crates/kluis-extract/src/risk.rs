@@ -266,31 +266,93 @@ fn combine_values(values: impl Iterator<Item = u64>, mask: u32) -> u64 {
 /// Population frequencies of the tuples asked for: per mask of known quasi-identifiers, the keys
 /// of the delivered person-years with that mask. One scan of the year's population for all the
 /// masks, counting only the keys asked for (a few thousand), so no class table of the whole
-/// population is ever built.
+/// population is ever built. The rows are split over two threads; most rows match no key, which
+/// a small bit filter per mask tells before the map is asked.
 fn frequencies(
     hashes: &[Vec<u64>],
     queries: &FxHashMap<u32, Vec<u64>>,
 ) -> FxHashMap<(u32, u64), u32> {
     let rows = hashes.first().map_or(0, Vec::len);
-    let mut counts: Vec<(u32, FxHashMap<u64, u32>)> = queries
+    let masks: Vec<MaskQuery> = queries
         .iter()
-        .map(|(&mask, keys)| (mask, keys.iter().map(|&k| (k, 0)).collect()))
+        .map(|(&mask, keys)| MaskQuery::new(mask, hashes.len(), keys))
         .collect();
-    let mut row = vec![0u64; hashes.len()];
-    for r in 0..rows {
-        for (value, column) in row.iter_mut().zip(hashes) {
-            *value = column[r];
+    const THREADS: usize = 2;
+    let chunk = rows.div_ceil(THREADS).max(1);
+    let counted: Vec<Vec<FxHashMap<u64, u32>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..rows)
+            .step_by(chunk)
+            .map(|first| {
+                let masks = &masks;
+                scope.spawn(move || count_rows(hashes, masks, first..(first + chunk).min(rows)))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a counting thread panicked"))
+            .collect()
+    });
+    let mut out: FxHashMap<(u32, u64), u32> = FxHashMap::default();
+    for (m, query) in masks.iter().enumerate() {
+        for &key in query.counts.keys() {
+            let total = counted.iter().map(|part| part[m][&key]).sum();
+            out.insert((query.mask, key), total);
         }
-        for (mask, counts) in &mut counts {
-            if let Some(c) = counts.get_mut(&combine_values(row.iter().copied(), *mask)) {
+    }
+    out
+}
+
+/// The keys asked for under one mask, with what the scan needs to reject a row quickly.
+struct MaskQuery {
+    mask: u32,
+    /// The quasi-identifiers in the mask, in column order (as [`combine_values`] takes them).
+    columns: Vec<usize>,
+    /// Bit `key % FILTER_BITS` is set for every key asked for.
+    filter: Vec<u64>,
+    counts: FxHashMap<u64, u32>,
+}
+
+const FILTER_BITS: u64 = 1 << 14;
+
+impl MaskQuery {
+    fn new(mask: u32, columns: usize, keys: &[u64]) -> MaskQuery {
+        let mut filter = vec![0u64; (FILTER_BITS / 64) as usize];
+        for &k in keys {
+            let bit = k % FILTER_BITS;
+            filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        MaskQuery {
+            mask,
+            columns: (0..columns).filter(|&i| mask & (1 << i) != 0).collect(),
+            filter,
+            counts: keys.iter().map(|&k| (k, 0)).collect(),
+        }
+    }
+
+    fn may_hold(&self, key: u64) -> bool {
+        let bit = key % FILTER_BITS;
+        self.filter[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+}
+
+/// Counts the asked-for keys of every mask over `rows` of the population.
+fn count_rows(
+    hashes: &[Vec<u64>],
+    masks: &[MaskQuery],
+    rows: std::ops::Range<usize>,
+) -> Vec<FxHashMap<u64, u32>> {
+    let mut counts: Vec<FxHashMap<u64, u32>> = masks.iter().map(|m| m.counts.clone()).collect();
+    for r in rows {
+        for (query, counts) in masks.iter().zip(&mut counts) {
+            let key = combine_values(query.columns.iter().map(|&c| hashes[c][r]), u32::MAX);
+            if query.may_hold(key)
+                && let Some(c) = counts.get_mut(&key)
+            {
                 *c += 1;
             }
         }
     }
     counts
-        .into_iter()
-        .flat_map(|(mask, counts)| counts.into_iter().map(move |(k, c)| ((mask, k), c)))
-        .collect()
 }
 
 fn pseudonyms(batch: &RecordBatch) -> Vec<u32> {
