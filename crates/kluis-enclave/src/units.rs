@@ -624,18 +624,21 @@ pub(crate) async fn unit_cells(
         .execute_stream_partitioned()
         .await?;
     // Every partition is coded at once, on the session's threads (a repartitioned plan needs all
-    // its outputs read together).
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|stream| tokio::spawn(code_partition(stream, shape.clone(), Budget::new(ctx))))
-        .collect();
-    let mut partials = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let partial = task
-            .await
-            .map_err(|e| UnitsError::Data(format!("a coding task failed: {e}")))??;
-        partials.push(partial);
+    // its outputs read together). A JoinSet, so that the tasks stop when the run is given up
+    // (over the time limit, or another partition failed).
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let coding = code_partition(stream, shape.clone(), Budget::new(ctx));
+        tasks.spawn(async move { (i, coding.await) });
     }
+    let mut partials = Vec::with_capacity(tasks.len());
+    while let Some(done) = tasks.join_next().await {
+        let (i, partial) =
+            done.map_err(|e| UnitsError::Data(format!("a coding task failed: {e}")))?;
+        partials.push((i, partial?));
+    }
+    // In partition order, so the numbering of cells does not depend on which finished first.
+    partials.sort_by_key(|(i, _)| *i);
 
     // One numbering of the values and finest cells for the whole output; each partition's
     // finest cells are renumbered by the roll-up threads.
@@ -644,7 +647,7 @@ pub(crate) async fn unit_cells(
     let mut finest_keys: Vec<u128> = Vec::new();
     let mut renumbered: Vec<Vec<u32>> = Vec::with_capacity(partials.len());
     let mut buckets: Vec<Vec<Vec<Entry>>> = vec![Vec::new(); shape.buckets];
-    for partial in partials {
+    for (_, partial) in partials {
         let recode: Vec<Vec<u32>> = partial
             .dictionaries
             .iter()
