@@ -177,6 +177,10 @@ impl Dictionary {
                     }
                 })
                 .collect::<Result<Vec<u32>, String>>()?;
+            if values.is_empty() {
+                // A dictionary without values (an all-NULL column); `normalized_keys` panics.
+                return Ok(vec![0; array.len()]);
+            }
             let keys = dict.normalized_keys();
             return Ok((0..array.len())
                 .map(|r| {
@@ -416,6 +420,8 @@ struct Partial {
     /// The partition's finest cell numbers → their packed codes.
     finest_keys: Vec<u128>,
     buckets: Vec<Vec<Entry>>,
+    /// The pool memory reserved for `buckets`, held until the roll-up reserves it instead.
+    budget: Budget,
 }
 
 /// Codes the rows of one partition of the rows plan.
@@ -508,6 +514,7 @@ async fn code_partition(
         dictionaries,
         finest_keys,
         buckets,
+        budget,
     })
 }
 
@@ -647,7 +654,9 @@ pub(crate) async fn unit_cells(
     let mut finest_keys: Vec<u128> = Vec::new();
     let mut renumbered: Vec<Vec<u32>> = Vec::with_capacity(partials.len());
     let mut buckets: Vec<Vec<Vec<Entry>>> = vec![Vec::new(); shape.buckets];
+    let mut partition_budgets = Vec::with_capacity(partials.len());
     for (_, partial) in partials {
+        partition_budgets.push(partial.budget);
         let recode: Vec<Vec<u32>> = partial
             .dictionaries
             .iter()
@@ -712,11 +721,19 @@ pub(crate) async fn unit_cells(
         // No rows: the one cell of a table without dimensions is still there, empty.
         keys.push(0);
     }
+    // Buckets without units are not rolled up (few units fill one container, so one bucket).
+    buckets.retain(|parts| parts.iter().any(|p| !p.is_empty()));
+    // Per rolled-up bucket and cell: its statistics, the unit's running total and turn; per
+    // finest cell its units' list.
+    let per_cell = size_of::<Acc>() + size_of::<(u64, u64, Option<f64>)>() + size_of::<u32>();
+    // The partitions' reservations are handed over: every partition has finished, so nothing
+    // can take the room in between.
+    drop(partition_budgets);
     let mut budget = Budget::new(ctx);
     budget.grow_to(
         buckets.iter().flatten().map(Vec::capacity).sum::<usize>() * size_of::<Entry>()
-            + shape.buckets * keys.len() * (size_of::<Acc>() + 16 + 4)
-            + masks * finest_keys.len() * 4,
+            + buckets.len() * (keys.len() * per_cell + finest_keys.len() * size_of::<Vec<u32>>())
+            + masks * finest_keys.len() * size_of::<u32>(),
     )?;
 
     // Each bucket of units on its own thread, then the buckets' cells added together.

@@ -1,6 +1,7 @@
 //! Coding: each authorised variable becomes one output column, in the coding the authorisation
 //! grants (see `kluis-project/data/variables.csv`). Values are codes from the kluis-model code
-//! lists (Utf8) or calendar years (Int32); missing facts are null.
+//! lists or calendar years (Int32); missing facts are null. Codes are built as dictionary keys
+//! into their code list (`Dictionary(Int16, Utf8)`) and decoded to Utf8 for the extract's files.
 
 use std::sync::{Arc, OnceLock};
 

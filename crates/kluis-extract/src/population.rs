@@ -187,7 +187,7 @@ pub fn coded_population(
 
     // The years are scanned on two threads, each keeping its own per-person tallies.
     let years: Vec<i32> = (rules.first_year..=rules.last_year).collect();
-    let scans: Vec<Result<YearScan>> = std::thread::scope(|scope| {
+    let scans: Vec<std::result::Result<YearScan, (i32, Error)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..SCAN_THREADS)
             .map(|t| {
                 let (years, rules) = (&years, &rules);
@@ -195,7 +195,8 @@ pub fn coded_population(
                 scope.spawn(move || {
                     let mut scan = YearScan::new(persons.1.len());
                     for &year in years.iter().skip(t).step_by(SCAN_THREADS) {
-                        scan.year(warehouse, year, persons, rules)?;
+                        scan.year(warehouse, year, persons, rules)
+                            .map_err(|e| (year, e))?;
                     }
                     Ok(scan)
                 })
@@ -208,9 +209,17 @@ pub fn coded_population(
     });
     let mut stratum_of = vec![NONE8; facts.len()];
     let mut person_years_of = vec![0u16; facts.len()];
+    // The earliest year's error, whichever thread met it.
+    let (scans, failed): (Vec<_>, Vec<_>) = scans.into_iter().partition(|s| s.is_ok());
+    if let Some((_, e)) = failed
+        .into_iter()
+        .filter_map(|s| s.err())
+        .min_by_key(|(year, _)| *year)
+    {
+        return Err(e);
+    }
     let mut rows_by_year = std::collections::BTreeMap::new();
-    for scan in scans {
-        let scan = scan?;
+    for scan in scans.into_iter().flatten() {
         for (mine, theirs) in stratum_of.iter_mut().zip(&scan.stratum_of) {
             *mine = (*mine).min(*theirs);
         }
@@ -242,7 +251,8 @@ pub fn coded_population(
         })
         .collect();
     for (&(n, person), (in_map, number)) in by_insz.iter().zip(map.iter()) {
-        assert_eq!(n, in_map, "the map holds the population in INSZ order");
+        // No values in the message: they are INSZ numbers.
+        assert!(n == in_map, "the map holds the population in INSZ order");
         let person = person as usize;
         let s = stratum_of[person] as usize;
         number_of[person] = number;
@@ -302,9 +312,10 @@ impl YearScan {
                 .only(&[py::INSZ, py::EMPLOYER_TYPE, py::STATUUT])
         {
             let batch = batch?;
-            let insz_col = batch.column(0).as_primitive::<Int64Type>();
-            let types = batch.column(1).as_primitive::<Int32Type>();
-            let statuut = batch.column(2).as_primitive::<Int32Type>();
+            let column = |name: &str| batch.column_by_name(name).expect("projected column");
+            let insz_col = column(py::INSZ).as_primitive::<Int64Type>();
+            let types = column(py::EMPLOYER_TYPE).as_primitive::<Int32Type>();
+            let statuut = column(py::STATUUT).as_primitive::<Int32Type>();
             for row in 0..batch.num_rows() {
                 let n = insz_col.value(row);
                 // Warehouses usually list a year's person-years in the persons' order, less the
@@ -348,16 +359,37 @@ struct InszIndex(Vec<(i64, u32)>);
 impl InszIndex {
     /// Sorts the persons' INSZ numbers; refuses a number given twice.
     fn new(insz_of: &[i64]) -> Result<InszIndex> {
+        let refuse = |row: u32, value: &str, expected| Error::BadValue {
+            table: "persons",
+            context: format!("row {}", row + 1),
+            column: ps::INSZ,
+            value: value.to_owned(),
+            expected,
+        };
+        if let Some(row) = insz_of
+            .iter()
+            .position(|&n| !(0..kluis_pseudo::INSZ_LIMIT as i64).contains(&n))
+        {
+            return Err(refuse(
+                row as u32,
+                "(not shown)",
+                "an INSZ of at most 11 digits",
+            ));
+        }
         let mut pairs: Vec<(i64, u32)> = insz_of.iter().copied().zip(0..).collect();
         pairs.sort_unstable();
-        if let Some(twice) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::BadValue {
-                table: "persons",
-                context: format!("row {}", twice[0].1.max(twice[1].1) + 1),
-                column: ps::INSZ,
-                value: "(a number already seen in an earlier row)".to_owned(),
-                expected: "each person once",
-            });
+        // Equal numbers sort by row: the earliest row that repeats a number.
+        let repeated = pairs
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .map(|w| w[1].1)
+            .min();
+        if let Some(row) = repeated {
+            return Err(refuse(
+                row,
+                "(a number already seen in an earlier row)",
+                "each person once",
+            ));
         }
         Ok(InszIndex(pairs))
     }

@@ -154,6 +154,10 @@ fn column_hashes(column: &ArrayRef, seed: usize) -> Result<Vec<u64>> {
                     }
                 })
                 .collect();
+            if value_hashes.is_empty() {
+                // No values: every row is NULL (and `normalized_keys` would panic).
+                return Ok(vec![NULL_HASH; rows]);
+            }
             let keys = a.normalized_keys();
             (0..rows)
                 .map(|r| {

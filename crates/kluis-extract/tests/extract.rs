@@ -594,24 +594,36 @@ fn person_years_in_any_order_give_the_same_population() {
     );
 }
 
-#[test]
-fn a_person_listed_twice_is_refused_with_its_row() {
-    let twice = changed_warehouse("persons.parquet", |batch| {
-        // Row 3 gets row 1's INSZ.
-        let insz = batch.column(0).as_primitive::<Int64Type>();
-        let mut values: Vec<i64> = insz.values().to_vec();
-        values[2] = values[0];
+/// The test warehouse with the INSZ of `persons` row `row` (0-based) replaced by `insz` of the
+/// first row's.
+fn with_insz(row: usize, insz: impl FnOnce(i64) -> i64) -> tempfile::TempDir {
+    changed_warehouse("persons.parquet", |batch| {
+        let mut values: Vec<i64> = batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        values[row] = insz(values[0]);
         let mut columns = batch.columns().to_vec();
         columns[0] = std::sync::Arc::new(arrow::array::Int64Array::from(values));
         RecordBatch::try_new(batch.schema(), columns).unwrap()
-    });
-    let w = Warehouse::open(twice.path().join("wh")).unwrap();
+    })
+}
+
+fn refusal(dir: &tempfile::TempDir) -> String {
+    let w = Warehouse::open(dir.path().join("wh")).unwrap();
     match coded_population(&w, &demo(10, 10), &key(1)) {
-        Err(e @ Error::BadValue { .. }) => {
-            let message = e.to_string();
-            assert!(message.contains("row 3"), "{message}");
-            assert!(message.contains("each person once"), "{message}");
-        }
+        Err(e @ Error::BadValue { .. }) => e.to_string(),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+#[test]
+fn a_person_listed_twice_or_without_a_valid_number_is_refused_with_its_row() {
+    let twice = refusal(&with_insz(2, |first| first));
+    assert!(twice.contains("row 3"), "{twice}");
+    assert!(twice.contains("each person once"), "{twice}");
+    let negative = refusal(&with_insz(4, |_| -1));
+    assert!(negative.contains("row 5"), "{negative}");
+    assert!(negative.contains("at most 11 digits"), "{negative}");
 }
