@@ -257,7 +257,7 @@ impl<'a, T> BySize<'a, T> {
 /// (table index, cell index), the later table's cell of each pair.
 fn differencing_within(
     reports: &[Report],
-    sets: &[Vec<RoaringBitmap>],
+    sets: &[Vec<&RoaringBitmap>],
     threshold: u64,
 ) -> Vec<(usize, usize)> {
     let published = |t: usize| {
@@ -266,7 +266,7 @@ fn differencing_within(
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .map(move |(c, _)| (&sets[t][c], c))
+            .map(move |(c, _)| (sets[t][c], c))
     };
     let mut withheld = Vec::new();
     for later in 1..reports.len() {
@@ -382,7 +382,7 @@ fn check_differencing(
     ledger: &Ledger,
     table: &Table,
     report: &Report,
-    sets: &[RoaringBitmap],
+    sets: &[impl std::borrow::Borrow<RoaringBitmap>],
     threshold: u64,
 ) -> Vec<Differencing> {
     ledger.differencing(
@@ -391,7 +391,7 @@ fn check_differencing(
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .map(|(i, _)| (key_map(table, i), &sets[i])),
+            .map(|(i, _)| (key_map(table, i), sets[i].borrow())),
         threshold,
     )
 }
@@ -497,9 +497,10 @@ impl Store {
             .iter()
             .map(|t| to_sdc_table(t, &Scaling::Uniform(1.0)))
             .collect();
-        let sets: Vec<Vec<RoaringBitmap>> = tables
+        // Borrowed, not copied: at full scale a table's sets take hundreds of megabytes.
+        let sets: Vec<Vec<&RoaringBitmap>> = tables
             .iter()
-            .map(|t| t.cells.iter().map(|c| c.units.clone()).collect())
+            .map(|t| t.cells.iter().map(|c| &c.units).collect())
             .collect();
         // Tables submitted together are released together: a cell nested a few units inside a
         // published cell of an earlier table is withheld, and the pattern is computed again
@@ -569,10 +570,7 @@ impl Store {
                 .map_err(io(&outputs))?;
             write_json(&staged.path().join("table.json"), sdc_table)?;
             write_json(&staged.path().join("report.json"), report)?;
-            write_sets(
-                &staged.path().join("units.bin"),
-                &sets.iter().collect::<Vec<_>>(),
-            )?;
+            write_sets(&staged.path().join("units.bin"), sets)?;
             write_json(&staged.path().join("output.json"), &record)?;
             let target = outputs.join(&id);
             std::fs::rename(staged.keep(), &target).map_err(io(&target))?;
