@@ -487,6 +487,26 @@ fn check_unit_statistics(rows: &[Row]) {
 }
 
 #[test]
+fn a_dimension_value_spelled_like_a_margin_is_refused() {
+    // A finest cell keyed `Total` would be taken for the margin by disclosure control.
+    let enclave = memory_enclave(&sample_rows(50));
+    for fake in ["Total", "(missing)"] {
+        let sql = format!(
+            "SELECT CASE WHEN region = 'BRU' THEN '{fake}' ELSE region END AS r, count(*) AS n \
+             FROM person_years GROUP BY 1"
+        );
+        let error = enclave
+            .run_output(&output("fake", Statistic::Count, &sql))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("has the value `{fake}`")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn transitions_join_on_the_unit_and_keep_persons_as_units() {
     let rows = vec![
         Row {
