@@ -5,7 +5,8 @@
 //! PROJECT_DIR/outputs/ID/output.json   the record: job, output, submitter, verdict, status
 //!                       table.json    the table as kluis-sdc sees it (true values)
 //!                       report.json   the disclosure report (true values, for the reviewer)
-//!                       units.bin     per cell, the units behind it (roaring bitmaps)
+//!                       units.bin     per finest cell, the units behind it (roaring bitmaps;
+//!                                     a margin's are the union of its finest cells')
 //! PROJECT_DIR/ledger/ID.json           per released output: its published cells
 //! PROJECT_DIR/ledger/ID.units          the units behind each of them (roaring bitmaps)
 //! RELEASED_DIR/ID.csv, ID.report.json  what leaves: published values and the safe report
@@ -330,6 +331,47 @@ fn write_sets(path: &Path, sets: &[&RoaringBitmap]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes a pending output's unit sets: the finest cells' only, a margin's as empty, since a
+/// margin's units are the union of its finest cells' ([`read_output_sets`] rebuilds them). At
+/// full scale the margins made the file ten times larger.
+fn write_output_sets(
+    path: &Path,
+    table: &Table,
+    sets: &[&RoaringBitmap],
+) -> Result<(), StoreError> {
+    let empty = RoaringBitmap::new();
+    let finest: Vec<&RoaringBitmap> = table
+        .cells
+        .iter()
+        .zip(sets)
+        .map(|(cell, &set)| if cell.is_margin() { &empty } else { set })
+        .collect();
+    write_sets(path, &finest)
+}
+
+/// A pending output's unit sets, one per cell, the margins' rebuilt from the finest cells'.
+fn read_output_sets(path: &Path, table: &Table) -> Result<Vec<RoaringBitmap>, StoreError> {
+    let mut sets = read_sets(path, table.cells.len())?;
+    let finest: Vec<usize> = (0..table.cells.len())
+        .filter(|&i| !table.cells[i].is_margin())
+        .collect();
+    for (i, margin) in table.cells.iter().enumerate() {
+        if !margin.is_margin() {
+            continue;
+        }
+        let mut union = RoaringBitmap::new();
+        for &f in &finest {
+            let below =
+                (margin.key.iter().zip(&table.cells[f].key)).all(|(m, c)| m == TOTAL || m == c);
+            if below {
+                union |= &sets[f];
+            }
+        }
+        sets[i] = union;
+    }
+    Ok(sets)
+}
+
 fn read_sets(path: &Path, n: usize) -> Result<Vec<RoaringBitmap>, StoreError> {
     let mut r = BufReader::new(File::open(path).map_err(io(path))?);
     (0..n)
@@ -570,7 +612,7 @@ impl Store {
                 .map_err(io(&outputs))?;
             write_json(&staged.path().join("table.json"), sdc_table)?;
             write_json(&staged.path().join("report.json"), report)?;
-            write_sets(&staged.path().join("units.bin"), sets)?;
+            write_output_sets(&staged.path().join("units.bin"), sdc_table, sets)?;
             write_json(&staged.path().join("output.json"), &record)?;
             let target = outputs.join(&id);
             std::fs::rename(staged.keep(), &target).map_err(io(&target))?;
@@ -631,10 +673,7 @@ impl Store {
                 why,
             });
         }
-        let sets = read_sets(
-            &self.outputs_dir().join(id).join("units.bin"),
-            table.cells.len(),
-        )?;
+        let sets = read_output_sets(&self.outputs_dir().join(id).join("units.bin"), &table)?;
         let ledger = self.ledger()?;
         if ledger.outputs() != record.checked_against {
             let found =

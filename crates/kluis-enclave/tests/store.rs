@@ -351,3 +351,54 @@ fn a_nested_cell_of_a_table_submitted_with_another_is_withheld_and_both_release(
     let first = stored_report(&store, &records[0].id);
     assert_eq!(cell(&first, &[("region", "BRU")]).published, Some(120.0));
 }
+
+#[test]
+fn a_released_margin_keeps_its_units_for_the_differencing_check() {
+    // Brussels' margin in a region x sex table is 120 persons; a later count of its age group A
+    // leaves out 3 of them. Only the margin's unit set (rebuilt from its finest cells when the
+    // output is released) can tell.
+    let e = enclave(&[
+        ("BRU", "F", "A", 60),
+        ("BRU", "M", "A", 57),
+        ("BRU", "M", "B", 3),
+        ("VLG", "F", "A", 200),
+        ("VLG", "M", "A", 180),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(&tmp.path().join("project"), "99-001");
+    let released = tmp.path().join("project").join("released");
+    let rules = RuleSet::default_set();
+
+    let first = job(&[(
+        "persons",
+        "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
+    )]);
+    let records = store
+        .submit(&first, &run(&e, &first), &rules, "rita", NOW)
+        .unwrap();
+    assert_eq!(records[0].verdict, TableStatus::Pass, "{:?}", records[0]);
+    let margin = cell(
+        &stored_report(&store, "99-001-0001"),
+        &[("region", "BRU"), ("sex", "Total")],
+    )
+    .clone();
+    assert_eq!(margin.value, Some(120.0));
+    release(&store, "99-001-0001", &released);
+
+    let second = job(&[(
+        "persons_a",
+        "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE age = 'A' GROUP BY region",
+    )]);
+    let records = store
+        .submit(&second, &run(&e, &second), &rules, "rita", NOW)
+        .unwrap();
+    let r = &records[0];
+    assert_eq!(r.verdict, TableStatus::Fail, "{r:?}");
+    let d = r
+        .differencing
+        .iter()
+        .find(|d| d.key["region"] == "BRU")
+        .unwrap_or_else(|| panic!("no differencing for BRU: {:?}", r.differencing));
+    assert_eq!(d.released_key["sex"], "Total");
+    assert_eq!(d.units_apart, 3);
+}
