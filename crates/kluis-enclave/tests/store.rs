@@ -82,6 +82,15 @@ fn run(enclave: &Enclave, job: &Job) -> Vec<OutputTable> {
 
 const NOW: &str = "2026-11-25T10:00:00Z";
 
+/// A project's store in a temporary directory (kept alive by the first value), the releases
+/// directory beside it, and the default rules.
+fn project() -> (tempfile::TempDir, Store, std::path::PathBuf, RuleSet) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(&dir.path().join("project"), "99-001");
+    let released = dir.path().join("released");
+    (dir, store, released, RuleSet::default_set())
+}
+
 fn release(store: &Store, id: &str, released: &std::path::Path) {
     store
         .release(id, "vera", "fine", NOW, &RuleSet::default_set(), released)
@@ -112,10 +121,7 @@ fn a_count_of_117_after_a_released_120_fails_as_differencing() {
         ("WAL", "M", "A", 100),
         ("WAL", "M", "B", 50),
     ]);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(&tmp.path().join("project"), "99-001");
-    let released = tmp.path().join("project").join("released");
-    let rules = RuleSet::default_set();
+    let (_dir, store, released, rules) = project();
 
     let first = job(&[("persons", PERSONS_BY_REGION)]);
     let records = store
@@ -167,10 +173,7 @@ fn a_new_cell_checked_before_a_release_is_checked_again_at_release() {
         ("BRU", "F", "B", 3),
         ("VLG", "F", "A", 200),
     ]);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(&tmp.path().join("project"), "99-001");
-    let released = tmp.path().join("released");
-    let rules = RuleSet::default_set();
+    let (_dir, store, released, rules) = project();
     let all = job(&[("persons", PERSONS_BY_REGION)]);
     let a = job(&[(
         "persons_a",
@@ -220,8 +223,7 @@ fn assert_protected(report: &Report) {
 #[test]
 fn a_linked_pair_released_together_is_protected() {
     let e = linked_data();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(tmp.path(), "99-001");
+    let (_dir, store, _, _) = project();
     let both = job(&[
         ("by_region_sex", BY_REGION_SEX),
         ("by_region", PERSONS_BY_REGION),
@@ -243,9 +245,7 @@ fn a_linked_pair_released_together_is_protected() {
 #[test]
 fn a_released_margin_constrains_the_next_pattern() {
     let e = linked_data();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(tmp.path(), "99-001");
-    let released = tmp.path().join("released");
+    let (_dir, store, released, _) = project();
     let one = job(&[("by_region", PERSONS_BY_REGION)]);
     store
         .submit(&one, &run(&e, &one), &RuleSet::default_set(), "rita", NOW)
@@ -277,10 +277,7 @@ fn cells_that_overlap_without_nesting_are_not_differencing() {
         ("BRU", "M", "A", 5),
         ("BRU", "M", "B", 40),
     ]);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(&tmp.path().join("project"), "99-001");
-    let released = tmp.path().join("released");
-    let rules = RuleSet::default_set();
+    let (_dir, store, released, rules) = project();
     let by_sex = job(&[(
         "f",
         "SELECT region, count(DISTINCT pseudonym) AS persons FROM person_years WHERE sex = 'F' GROUP BY region",
@@ -321,10 +318,7 @@ fn a_nested_cell_of_a_table_submitted_with_another_is_withheld_and_both_release(
         ("WAL", "M", "A", 100),
         ("WAL", "M", "B", 50),
     ]);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(&tmp.path().join("project"), "99-001");
-    let released = tmp.path().join("released");
-    let rules = RuleSet::default_set();
+    let (_dir, store, released, rules) = project();
     let both = job(&[
         ("persons", PERSONS_BY_REGION),
         (
@@ -364,10 +358,7 @@ fn a_released_margin_keeps_its_units_for_the_differencing_check() {
         ("VLG", "F", "A", 200),
         ("VLG", "M", "A", 180),
     ]);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::new(&tmp.path().join("project"), "99-001");
-    let released = tmp.path().join("project").join("released");
-    let rules = RuleSet::default_set();
+    let (_dir, store, released, rules) = project();
 
     let first = job(&[(
         "persons",
