@@ -745,16 +745,8 @@ pub(crate) async fn unit_cells(
 
     // Each bucket of units on its own thread, then the buckets' cells added together.
     let cells = keys.len();
-    let rolled: Vec<Rolled> = std::thread::scope(|scope| {
-        let (up, renumbered) = (&up, &renumbered);
-        let workers: Vec<_> = buckets
-            .into_iter()
-            .map(|parts| scope.spawn(move || roll_up(parts, renumbered, up, cells, kind)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a roll-up thread panicked"))
-            .collect()
+    let rolled = on_threads(buckets, |parts| {
+        roll_up(parts, &renumbered, &up, cells, kind)
     });
     let mut accs = vec![Acc::default(); cells];
     let mut finest_units = vec![RoaringBitmap::new(); finest_keys.len()];
@@ -811,29 +803,33 @@ fn cell_sets(
     cells: usize,
     threads: usize,
 ) -> Vec<RoaringBitmap> {
-    let finest_units = &finest_units;
-    let parts: Vec<Vec<(u32, RoaringBitmap)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let mut out: FastMap<u32, RoaringBitmap> = FastMap::default();
-                    for row in up.iter().skip(t).step_by(threads) {
-                        for (f, &id) in row.iter().enumerate() {
-                            *out.entry(id).or_default() |= &finest_units[f];
-                        }
-                    }
-                    out.into_iter().collect()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a unit-set thread panicked"))
-            .collect()
+    let parts = on_threads((0..threads).collect(), |t| {
+        let mut out: FastMap<u32, RoaringBitmap> = FastMap::default();
+        for row in up.iter().skip(t).step_by(threads) {
+            for (f, &id) in row.iter().enumerate() {
+                *out.entry(id).or_default() |= &finest_units[f];
+            }
+        }
+        out
     });
     let mut sets = vec![RoaringBitmap::new(); cells];
     for (id, set) in parts.into_iter().flatten() {
         sets[id as usize] = set;
     }
     sets
+}
+
+/// `work` on each item, each on its own thread; the results in the items' order.
+fn on_threads<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .into_iter()
+            .map(|item| scope.spawn(move || work(item)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a worker thread panicked"))
+            .collect()
+    })
 }
