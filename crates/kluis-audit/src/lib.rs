@@ -4,8 +4,11 @@
 //! holding an export can check the chain. Because a plain hash chain can be recomputed by whoever
 //! edits the database, each entry also carries a *seal* (HMAC-SHA-256 under an anchor key that
 //! lives outside the database), and the head of the chain (last sequence number and hash) is
-//! kept sealed in a second table, updated in the same transaction as every append. See the
-//! README for the threat model.
+//! kept sealed in a second table, updated in the same transaction as every append. Outside the
+//! database, a sealed head file and checkpoints anchor it (see [`anchor`]). See the README for
+//! the threat model.
+
+pub mod anchor;
 
 use std::io::{BufRead, Write};
 
@@ -44,6 +47,20 @@ impl AnchorKey {
 
     fn head_seal(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
         self.mac(b"kluis-audit-head-seal-v1", seq, hash)
+    }
+
+    fn file_seal(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+        self.mac(b"kluis-audit-head-file-seal-v1", seq, hash)
+    }
+
+    fn checkpoint_seal(&self, seq: u64, hash: &[u8; 32], time: &str) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"kluis-audit-checkpoint-seal-v1");
+        mac.update(&seq.to_be_bytes());
+        mac.update(hash);
+        mac.update(&(time.len() as u64).to_be_bytes());
+        mac.update(time.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -104,6 +121,29 @@ pub enum Tamper {
     Appended { seq: u64, head: u64 },
     #[error("entry {seq} is not the entry the sealed head vouches for")]
     HeadMismatch { seq: u64 },
+    #[error("line {line} of the head file is not a mark kluis sealed: the head file was edited")]
+    BadHeadFile { line: usize },
+    #[error(
+        "the head file beside the master key records entry {marked}, but the log {}: entries were deleted, or the database was wiped or replaced by an older copy",
+        if *last == 0 { "is empty".to_owned() } else { format!("ends at entry {last}") }
+    )]
+    BehindHeadFile { marked: u64, last: u64 },
+    #[error("entry {seq} is not the entry the head file recorded: the log was replaced")]
+    NotTheMarkedEntry { seq: u64 },
+    #[error(
+        "the log has {last} entries but the head file beside the master key {}: the head file was deleted or cut short",
+        if *marked == 0 { "is missing or empty".to_owned() } else { format!("records only up to entry {marked}") }
+    )]
+    HeadFileTruncated { marked: u64, last: u64 },
+    #[error(
+        "the checkpoint is not sealed by this state directory's master key (edited, or from another state directory)"
+    )]
+    BadCheckpoint,
+    #[error(
+        "the log does not hold the entry {expected} that was given as an earlier head{}: the log was rolled back to an older copy or replaced",
+        seq.map(|s| format!(" (entry {s})")).unwrap_or_default()
+    )]
+    ExpectedHeadMissing { expected: String, seq: Option<u64> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +156,8 @@ pub enum AuditError {
     Io { path: String, error: std::io::Error },
     #[error("audit export line {line}: {reason}")]
     BadExport { line: usize, reason: String },
+    #[error("audit checkpoint {path}: {reason}")]
+    BadCheckpoint { path: String, reason: String },
 }
 
 impl From<rusqlite::Error> for AuditError {
@@ -207,7 +249,7 @@ fn put(out: &mut Vec<u8>, field: &str) {
     out.extend_from_slice(field.as_bytes());
 }
 
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
@@ -387,14 +429,41 @@ fn check_chain<'a>(
 
 /// Checks the whole log: every entry's hash, link and seal, and the sealed head. Detects entries
 /// altered, deleted (anywhere, including from the end), inserted or reordered, and a chain
-/// rewritten consistently by someone without the anchor key.
+/// rewritten consistently by someone without the anchor key. It cannot see a wiped or replaced
+/// database: [`verify_anchored`] adds the head file for that.
 pub fn verify(conn: &Connection, key: &AnchorKey) -> Result<Verified, AuditError> {
+    verify_hashes(conn, key).map(|hashes| verified(&hashes))
+}
+
+fn verified(hashes: &[[u8; 32]]) -> Verified {
+    Verified {
+        entries: hashes.len() as u64,
+        head_hash: hex::encode(hashes.last().copied().unwrap_or(GENESIS)),
+    }
+}
+
+/// [`verify`], then the log against the head file beside the master key: a log emptier, shorter
+/// or other than the one the head file recorded is caught even when the whole database went.
+pub fn verify_anchored(
+    conn: &Connection,
+    key: &AnchorKey,
+    head_file: &anchor::HeadFile,
+) -> Result<Verified, AuditError> {
+    let hashes = verify_hashes(conn, key)?;
+    anchor::check_marks(&hashes, &head_file.marks(key)?)?;
+    Ok(verified(&hashes))
+}
+
+/// The hash of every entry, in order, once the chain and the sealed head checked out.
+fn verify_hashes(conn: &Connection, key: &AnchorKey) -> Result<Vec<[u8; 32]>, AuditError> {
     let rows = rows(conn, None)?;
+    let mut hashes = Vec::with_capacity(rows.len());
     let (last_seq, last_hash) = check_chain(
         rows.iter()
             .map(|row| (&row.entry, row.details_text.as_str())),
         |index, hash| {
             let row = &rows[index];
+            hashes.push(*hash);
             row.seal == hex::encode(key.seal(row.entry.seq, hash))
         },
     )?;
@@ -432,10 +501,63 @@ pub fn verify(conn: &Connection, key: &AnchorKey) -> Result<Verified, AuditError
             }
         }
     }
-    Ok(Verified {
-        entries: last_seq,
-        head_hash: hex::encode(last_hash),
+    Ok(hashes)
+}
+
+/// [`append`], then the entry's mark in the head file. The mark goes after the commit: a crash
+/// in between leaves the log one entry ahead of the head file, which [`verify_anchored`]
+/// accepts, never a mark of an entry the log does not have.
+pub fn append_anchored(
+    conn: &Connection,
+    key: &AnchorKey,
+    head_file: &anchor::HeadFile,
+    entry: NewEntry<'_>,
+) -> Result<Entry, AuditError> {
+    let entry = append(conn, key, entry)?;
+    let hash = parse_hash(&entry.hash).expect("append writes 64 hex digits");
+    head_file.record(key, entry.seq, &hash)?;
+    Ok(entry)
+}
+
+/// The entry with this sequence number, if the log has it.
+pub fn entry_at(conn: &Connection, seq: u64) -> Result<Option<Entry>, AuditError> {
+    Ok(entries(conn, None)?.into_iter().find(|e| e.seq == seq))
+}
+
+/// Checks that the log holds an entry with `hash` (hex), given by an overseer as the head an
+/// earlier `audit verify` printed: a log rolled back to before it, or replaced, does not.
+/// Returns that entry's sequence number.
+pub fn expect_head(conn: &Connection, hash: &str) -> Result<u64, AuditError> {
+    let wanted = hash.trim().to_ascii_lowercase();
+    let seq: Option<u64> = conn
+        .query_row("SELECT seq FROM audit WHERE hash = ?1", [&wanted], |row| {
+            seq_at(row, 0)
+        })
+        .optional()?;
+    seq.ok_or_else(|| {
+        Tamper::ExpectedHeadMissing {
+            expected: wanted,
+            seq: None,
+        }
+        .into()
     })
+}
+
+/// Checks a checkpoint: sealed by this key, and its entry is in the log with its hash.
+pub fn check_checkpoint(
+    conn: &Connection,
+    key: &AnchorKey,
+    checkpoint: &anchor::Checkpoint,
+) -> Result<(), AuditError> {
+    checkpoint.check_seal(key)?;
+    match entry_at(conn, checkpoint.seq)? {
+        Some(entry) if entry.hash == checkpoint.hash => Ok(()),
+        _ => Err(Tamper::ExpectedHeadMissing {
+            expected: checkpoint.hash.clone(),
+            seq: Some(checkpoint.seq),
+        }
+        .into()),
+    }
 }
 
 /// Writes every entry as one JSON object per line, in order.

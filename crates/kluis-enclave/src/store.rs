@@ -299,6 +299,16 @@ pub struct StoredOutput {
     pub report: Report,
 }
 
+/// Creates a directory 0700 whatever the umask: pending outputs and the ledger hold true values
+/// and the persons behind each cell. (Their files are 0600: temporary files renamed into place.)
+fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io(dir))
+}
+
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StoreError> {
     let parent = path.parent().expect("a file in a directory");
     let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
@@ -571,7 +581,7 @@ impl Store {
             withheld.extend(more);
         };
         let outputs = self.outputs_dir();
-        std::fs::create_dir_all(&outputs).map_err(io(&outputs))?;
+        private_dir(&outputs)?;
         let mut records = Vec::new();
         let numbered =
             (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()).zip(&sets));
@@ -713,7 +723,7 @@ impl Store {
 
         // The ledger first: a released table is never missing from it.
         let ledger_dir = self.ledger_dir();
-        std::fs::create_dir_all(&ledger_dir).map_err(io(&ledger_dir))?;
+        private_dir(&ledger_dir)?;
         let (cells, kept): (Vec<LedgerCell>, Vec<&RoaringBitmap>) = report
             .cells
             .iter()

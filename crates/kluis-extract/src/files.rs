@@ -455,8 +455,22 @@ fn codebook_md(codebook: &serde_json::Value) -> String {
     md
 }
 
+/// Creates a file readable by its owner only, whatever the umask: an extract in the clear is
+/// person data (the directory it is staged in is 0700 too).
+fn private_file(path: &Path) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(Error::io(path))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(Error::io(path))?;
+    Ok(file)
+}
+
 fn write_parquet(path: &Path, data: &RecordBatch) -> Result<()> {
-    let file = File::create(path).map_err(Error::io(path))?;
+    let file = private_file(path)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -469,7 +483,7 @@ fn write_parquet(path: &Path, data: &RecordBatch) -> Result<()> {
 }
 
 fn write_csv(path: &Path, data: &RecordBatch) -> Result<()> {
-    let file = File::create(path).map_err(Error::io(path))?;
+    let file = private_file(path)?;
     let mut writer = arrow::csv::WriterBuilder::new()
         .with_header(true)
         .build(BufWriter::new(file));
@@ -482,7 +496,9 @@ fn write_csv(path: &Path, data: &RecordBatch) -> Result<()> {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(Error::io(path))
+    private_file(path)?
+        .write_all(text.as_bytes())
+        .map_err(Error::io(path))
 }
 
 fn encrypt(plain: &Path, sealed: &Path, recipient: &age::x25519::Recipient) -> Result<()> {
@@ -493,7 +509,7 @@ fn encrypt(plain: &Path, sealed: &Path, recipient: &age::x25519::Recipient) -> R
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
             .map_err(|e| fail(e.to_string()))?;
-    let output = BufWriter::new(File::create(sealed).map_err(Error::io(sealed))?);
+    let output = BufWriter::new(private_file(sealed)?);
     let mut writer = encryptor.wrap_output(output).map_err(Error::io(sealed))?;
     let mut input = File::open(plain).map_err(Error::io(plain))?;
     std::io::copy(&mut input, &mut writer).map_err(Error::io(sealed))?;

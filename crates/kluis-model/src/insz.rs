@@ -258,14 +258,42 @@ impl Insz {
     }
 }
 
-/// A cell value fit for an error message: the value itself, unless it is a valid INSZ number
-/// (with or without separators), which must never reach a message or a log.
+/// A cell value fit for an error message: the value itself, unless it holds a valid INSZ number
+/// anywhere (alone or inside other text, with or without separators), which must never reach a
+/// message, a reject file or a log.
 pub fn redact_if_insz(value: &str) -> &str {
-    if Insz::parse(value).is_ok() {
+    if holds_insz(value) {
         "<a valid INSZ number, not shown>"
     } else {
         value
     }
+}
+
+/// Whether `text` holds a valid INSZ: 11 consecutive digits, separators (`.`, `-`, space, as
+/// [`Insz::parse`] allows) between them ignored, with a valid date, serial and check digits.
+pub fn holds_insz(text: &str) -> bool {
+    let mut run: Vec<u8> = Vec::new();
+    let mut in_run = false;
+    for c in text.chars().chain(std::iter::once('\0')) {
+        match c {
+            '0'..='9' => {
+                run.push(c as u8 - b'0');
+                in_run = true;
+            }
+            '.' | '-' | ' ' if in_run => {}
+            _ => {
+                if run.windows(11).any(|w| {
+                    let value = w.iter().fold(0u64, |v, d| v * 10 + u64::from(*d));
+                    Insz(value).info().is_ok()
+                }) {
+                    return true;
+                }
+                run.clear();
+                in_run = false;
+            }
+        }
+    }
+    false
 }
 
 impl fmt::Display for Insz {
@@ -284,6 +312,32 @@ impl fmt::Debug for Insz {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_insz_is_found_alone_inside_text_and_with_separators() {
+        for text in [
+            "93051822361",
+            "93.05.18-223.61",
+            "born 93051822361 here",
+            "x93051822361y",
+            "193051822361",
+        ] {
+            assert!(holds_insz(text), "{text}");
+            assert_eq!(redact_if_insz(text), "<a valid INSZ number, not shown>");
+        }
+        // Wrong check digits, too few digits, and ordinary codes stay visible.
+        for text in [
+            "93051822362",
+            "9305182236",
+            "02000",
+            "84110",
+            "2015-01-01",
+            "BE",
+        ] {
+            assert!(!holds_insz(text), "{text}");
+            assert_eq!(redact_if_insz(text), text);
+        }
+    }
 
     fn date(year: i32, month: u8, day: u8) -> PartialDate {
         PartialDate { year, month, day }

@@ -11,5 +11,5 @@ pub use codelists::{Country, country};
 pub use groups::{
     EducationBand, EmployerGroup, MigrationBackground, OriginGroup, StatbelGroup, StatbelOrigin,
 };
-pub use insz::{Insz, InszError, InszInfo, InszKind, PartialDate, Sex, redact_if_insz};
+pub use insz::{Insz, InszError, InszInfo, InszKind, PartialDate, Sex, holds_insz, redact_if_insz};
 pub use rules::{Background, MigrationThresholds, Origin};

@@ -4,6 +4,7 @@
 //! checking the retention date and the actor's role (refusals are audited).
 
 pub mod authorisation;
+mod evidence;
 mod project;
 mod retention;
 mod state;
@@ -13,8 +14,8 @@ use chrono::NaiveDate;
 
 pub use authorisation::{Authorisation, CheckError, Problem, RiskLimits, Role};
 pub use project::{Grant, Project, Usage};
-pub use retention::Destruction;
-pub use state::{ProjectRecord, SYSTEM_ROLE, State, Status, default_home};
+pub use retention::{Destruction, real_today};
+pub use state::{ProjectRecord, RulesFile, SYSTEM_ROLE, State, Status, default_home};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -61,6 +62,9 @@ pub enum StateError {
     KeyMissing { project: String },
     #[error("the state database is inconsistent: {0}")]
     Corrupt(String),
+    /// The state was changed outside kluis: every command it concerns stops.
+    #[error("tampering detected: {what}")]
+    Tampered { what: String },
     #[error(transparent)]
     Authorisation(#[from] CheckError),
     #[error(transparent)]

@@ -7,8 +7,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::StateError;
+use crate::authorisation::Role;
 use crate::project::walk;
-use crate::state::{PROJECTS, SYSTEM_ROLE, State, Status};
+use crate::state::{PROJECTS, ProjectRecord, SYSTEM_ROLE, State, Status};
 
 /// What retention destroyed (or, in a dry run, would destroy) of one project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,83 +27,209 @@ pub struct Destruction {
     pub released_kept: u64,
 }
 
+/// The day the system clock says it is: destruction is judged on it, never on a rehearsed one.
+pub fn real_today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
 impl State {
     /// For every project past its retention date on `today`: destroys the key (so pseudonyms
     /// can never be computed again), shreds everything in its directory except released
     /// tables, marks it destroyed and audits what went. With `dry_run`, only says what would go.
+    ///
+    /// Destruction needs a steward: `actor` must be a steward of every project that is due, or
+    /// the run is refused (each refusal audited) and nothing is destroyed. A `today` later than
+    /// the system's date only rehearses: it is refused unless `dry_run`.
     pub fn enforce_retention(
         &self,
         actor: &str,
         today: NaiveDate,
         dry_run: bool,
     ) -> Result<Vec<Destruction>, StateError> {
-        let mut done = Vec::new();
-        for record in self.projects()? {
-            let Status::Expired { until } = record.status(today) else {
-                continue;
-            };
-            let dir = self.home().join(PROJECTS).join(&record.id);
-            let released = dir.join("released");
-            let mut files = Vec::new();
-            let mut bytes = 0;
-            let mut released_kept = 0;
-            if dir.exists() {
-                walk(&dir, &mut |path, len| {
-                    if path.starts_with(&released) {
-                        released_kept += 1;
-                    } else {
-                        files.push(path.strip_prefix(&dir).unwrap_or(path).to_owned());
-                        bytes += len;
-                    }
-                })?;
-            }
-            files.sort();
-            let key_id = self.open_key(&record.id, record.generation)?.key_id();
-            let destruction = Destruction {
-                project: record.id.clone(),
-                retention_until: until,
-                key_id,
-                files,
-                bytes,
-                released_kept,
-            };
-            if !dry_run {
-                // Files first, the key and the mark last: an interrupted run leaves the project
-                // expired, so running again finishes the job.
-                if dir.exists() {
-                    for entry in std::fs::read_dir(&dir).map_err(|error| StateError::Io {
-                        path: dir.display().to_string(),
-                        error,
-                    })? {
-                        let path = entry
-                            .map_err(|error| StateError::Io {
-                                path: dir.display().to_string(),
-                                error,
-                            })?
-                            .path();
-                        if path != released {
-                            kluis_pseudo::shred_tree(&path)?;
-                        }
-                    }
-                }
-                self.destroy_key(&record.id, today)?;
-                self.audit(
+        let action = "retention.destroy";
+        let due: Vec<ProjectRecord> = self
+            .projects()?
+            .into_iter()
+            .filter(|r| matches!(r.status(today), Status::Expired { .. }))
+            .collect();
+        let refusal = |projects: &[&ProjectRecord], reason: String| StateError::Refused {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            project: projects
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason,
+        };
+        if !dry_run && today > real_today() {
+            let reason = format!(
+                "{today} is a rehearsed day, later than today ({}); a rehearsal only shows what would go (--dry-run) and never destroys",
+                real_today()
+            );
+            let all: Vec<&ProjectRecord> = due.iter().collect();
+            for record in &due {
+                self.refuse(
                     actor,
                     SYSTEM_ROLE,
-                    "retention.destroy",
+                    action,
+                    &record.id,
+                    refusal(&all[..], reason.clone()),
+                );
+            }
+            return Err(refusal(&all[..], reason));
+        }
+        let not_steward: Vec<&ProjectRecord> = due
+            .iter()
+            .filter(|r| !r.authorisation.roles.of(actor).contains(&Role::Steward))
+            .collect();
+        if !not_steward.is_empty() {
+            let reason = format!(
+                "destroying a project needs its steward ({}); nothing was destroyed",
+                not_steward
+                    .iter()
+                    .map(|r| format!("{}: {}", r.id, r.authorisation.roles.steward.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            for record in &not_steward {
+                self.refuse(
+                    actor,
+                    "none",
+                    action,
+                    &record.id,
+                    refusal(&not_steward[..], reason.clone()),
+                );
+            }
+            return Err(refusal(&not_steward[..], reason));
+        }
+        let mut done = Vec::new();
+        for record in due {
+            let until = record.authorisation.retention.effective();
+            let destruction = self.plan_destruction(&record, until)?;
+            if !dry_run {
+                self.destroy(&record, &destruction, today)?;
+                self.audit(
+                    actor,
+                    Role::Steward.name(),
+                    action,
                     Some(&record.id),
-                    json!({
-                        "retention_until": until.to_string(),
-                        "generation": record.generation,
-                        "key_id": destruction.key_id,
-                        "files": destruction.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-                        "bytes": destruction.bytes,
-                        "released_kept": destruction.released_kept,
-                    }),
+                    destruction_details(&record, &destruction, None),
                 )?;
             }
             done.push(destruction);
         }
         Ok(done)
     }
+
+    /// Destroys a project before its retention date, when it is no longer needed: only one of
+    /// its stewards may, with a reason, which is audited. Dated by the system clock.
+    pub fn destroy_project(
+        &self,
+        actor: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<Destruction, StateError> {
+        let action = "project.destroy";
+        let project = self.project(id)?;
+        let today = real_today();
+        let checked = match project.status(today) {
+            Status::Destroyed { until, on } => Err(StateError::Destroyed {
+                project: project.id().to_owned(),
+                until,
+                on,
+            }),
+            _ => project.require_role(actor, Role::Steward, action),
+        };
+        if let Err(error) = checked {
+            return Err(self.refuse(actor, Role::Steward.name(), action, project.id(), error));
+        }
+        let record = project.record().clone();
+        let until = record.authorisation.retention.effective();
+        let destruction = self.plan_destruction(&record, until)?;
+        self.destroy(&record, &destruction, today)?;
+        self.audit(
+            actor,
+            Role::Steward.name(),
+            action,
+            Some(&record.id),
+            destruction_details(&record, &destruction, Some(reason)),
+        )?;
+        Ok(destruction)
+    }
+
+    /// What destroying a project takes: its key id and every file but the released tables.
+    fn plan_destruction(
+        &self,
+        record: &ProjectRecord,
+        until: NaiveDate,
+    ) -> Result<Destruction, StateError> {
+        let dir = self.home().join(PROJECTS).join(&record.id);
+        let released = dir.join("released");
+        let mut files = Vec::new();
+        let mut bytes = 0;
+        let mut released_kept = 0;
+        if dir.exists() {
+            walk(&dir, &mut |path, len| {
+                if path.starts_with(&released) {
+                    released_kept += 1;
+                } else {
+                    files.push(path.strip_prefix(&dir).unwrap_or(path).to_owned());
+                    bytes += len;
+                }
+            })?;
+        }
+        files.sort();
+        let key_id = self.open_key(&record.id, record.generation)?.key_id();
+        Ok(Destruction {
+            project: record.id.clone(),
+            retention_until: until,
+            key_id,
+            files,
+            bytes,
+            released_kept,
+        })
+    }
+
+    /// Shreds the project's files but released tables, then its key, and marks it destroyed.
+    /// Files first, the key and the mark last: an interrupted run leaves the project as it was
+    /// (expired, or active), so running again finishes the job.
+    fn destroy(
+        &self,
+        record: &ProjectRecord,
+        destruction: &Destruction,
+        on: NaiveDate,
+    ) -> Result<(), StateError> {
+        let dir = self.home().join(PROJECTS).join(&destruction.project);
+        let released = dir.join("released");
+        if dir.exists() {
+            let io = |error| StateError::Io {
+                path: dir.display().to_string(),
+                error,
+            };
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if path != released {
+                    kluis_pseudo::shred_tree(&path)?;
+                }
+            }
+        }
+        self.destroy_key(&record.id, on)
+    }
+}
+
+fn destruction_details(
+    record: &ProjectRecord,
+    destruction: &Destruction,
+    reason: Option<&str>,
+) -> serde_json::Value {
+    json!({
+        "retention_until": destruction.retention_until.to_string(),
+        "generation": record.generation,
+        "key_id": destruction.key_id,
+        "reason": reason,
+        "files": destruction.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "bytes": destruction.bytes,
+        "released_kept": destruction.released_kept,
+    })
 }

@@ -4,16 +4,22 @@
 //! ```text
 //! HOME/                 0700
 //!   master.key          0600, 32 random bytes
-//!   kluis.db            0600, SQLite: projects, keys, audit, audit_head
+//!   audit.head          0600, the audit log's sealed head marks, appended after every entry
+//!   kluis.db            0600, SQLite: projects (sealed), keys, audit, audit_head
 //!   projects/ID/        0700, everything of a project; retention shreds it all but released/
 //!     pseudonyms.map    the pseudonym map, encrypted under the project key
 //!     released/         released anonymous tables: kept after retention
 //! ```
+//!
+//! What decides what may happen (a project's registered authorisation and rule set) is stored
+//! with a seal under the master key ([`State::seal`]) and checked on every read, so an edit of
+//! the database stops every command instead of taking effect.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use kluis_audit::anchor::{Checkpoint, HeadFile};
 use kluis_audit::{AnchorKey, Entry, NewEntry, Verified};
 use kluis_pseudo::{MasterKey, ProjectKey, SealedKey};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,7 +33,12 @@ use crate::{Project, StateError};
 
 pub(crate) const MASTER_KEY: &str = "master.key";
 pub(crate) const DATABASE: &str = "kluis.db";
+pub(crate) const HEAD_FILE: &str = "audit.head";
 pub(crate) const PROJECTS: &str = "projects";
+/// The tables `kluis init` creates; a database without one of them was tampered with.
+const TABLES: [&str; 4] = ["projects", "keys", "audit", "audit_head"];
+/// The seal kind of a project record.
+const PROJECT_SEAL: &str = "project";
 
 /// The role recorded for actions no authorisation governs (initialising, enforcing retention).
 pub const SYSTEM_ROLE: &str = "system";
@@ -87,6 +98,19 @@ pub struct ProjectRecord {
     pub created_at: String,
     pub created_by: String,
     pub destroyed_on: Option<NaiveDate>,
+    /// The rule set file the steward gave when the authorisation names no built-in set; `None`
+    /// for a built-in one.
+    pub rules: Option<RulesFile>,
+}
+
+/// A disclosure rule set file, as the steward gave it at registration and sealed with the
+/// project: later changes to the file change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RulesFile {
+    /// The file's name as given.
+    pub file: String,
+    /// Its text (TOML, interpreted by kluis-sdc).
+    pub text: String,
 }
 
 impl ProjectRecord {
@@ -133,10 +157,36 @@ pub(crate) fn set_mode(_path: &Path, _mode: u32) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Creates a private (0700) directory and its parents.
+/// Creates a private (0700) directory and its missing parents (0700 too, whatever the umask).
 pub(crate) fn private_dir(path: &Path) -> Result<(), StateError> {
-    std::fs::create_dir_all(path).map_err(io(path))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(io(path))?;
     set_mode(path, 0o700)
+}
+
+/// Refuses a database some of whose tables were dropped.
+fn check_tables(conn: &Connection) -> Result<(), StateError> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+    let present: Vec<String> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let missing: Vec<&str> = TABLES
+        .into_iter()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StateError::Tampered {
+            what: format!(
+                "kluis.db has no table {}: it was dropped outside kluis",
+                missing.join(", no table ")
+            ),
+        })
+    }
 }
 
 fn schema(conn: &Connection) -> Result<(), StateError> {
@@ -150,7 +200,10 @@ fn schema(conn: &Connection) -> Result<(), StateError> {
             key_id TEXT NOT NULL,
             created_at TEXT NOT NULL,
             created_by TEXT NOT NULL,
-            destroyed_on TEXT
+            destroyed_on TEXT,
+            rules_file TEXT,
+            rules TEXT,
+            seal TEXT NOT NULL
         );
         CREATE TABLE IF NOT EXISTS keys (
             project_id TEXT NOT NULL,
@@ -164,8 +217,17 @@ fn schema(conn: &Connection) -> Result<(), StateError> {
     Ok(())
 }
 
-fn connect(path: &Path) -> Result<Connection, StateError> {
-    let conn = Connection::open(path)?;
+/// Opens the database; `create` only for `init`: anywhere else a missing database is a deleted
+/// one, and creating an empty one in its place would hide that.
+fn connect(path: &Path, create: bool) -> Result<Connection, StateError> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
     // Deleted rows (a destroyed key's ciphertext) are overwritten with zeros, not just unlinked.
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -183,6 +245,7 @@ impl State {
                 home: home.display().to_string(),
             });
         }
+        refuse_leftovers(home)?;
         private_dir(home)?;
         private_dir(&home.join(PROJECTS))?;
         let master = MasterKey::generate()?;
@@ -201,7 +264,7 @@ impl State {
             })?;
 
         let db_path = home.join(DATABASE);
-        let conn = connect(&db_path)?;
+        let conn = connect(&db_path, true)?;
         schema(&conn)?;
         set_mode(&db_path, 0o600)?;
         let state = State {
@@ -253,8 +316,17 @@ impl State {
                     path: key_path.display().to_string(),
                 })?;
         let master = MasterKey::from_bytes(key);
-        let conn = connect(&home.join(DATABASE))?;
-        schema(&conn)?;
+        let db_path = home.join(DATABASE);
+        if !db_path.exists() {
+            return Err(StateError::Tampered {
+                what: format!(
+                    "{} is missing beside the master key: the database (projects, keys, audit log) was deleted; restore it from a backup",
+                    db_path.display()
+                ),
+            });
+        }
+        let conn = connect(&db_path, false)?;
+        check_tables(&conn)?;
         Ok(State {
             home: home.to_owned(),
             conn,
@@ -268,6 +340,40 @@ impl State {
 
     fn anchor(&self) -> AnchorKey {
         AnchorKey::new(*self.master.derive("audit-anchor"))
+    }
+
+    fn head_file(&self) -> HeadFile {
+        HeadFile::new(self.home.join(HEAD_FILE))
+    }
+
+    /// The seal (hex) of a stored record of `kind` with these fields, under the master key.
+    /// Everything that decides what may happen is stored with one: project records now, accounts
+    /// and their roles when the service has them. Check it on every read with
+    /// [`State::check_seal`].
+    pub fn seal(&self, kind: &str, fields: &[&[u8]]) -> String {
+        hex::encode(self.master.seal_record(kind, fields))
+    }
+
+    /// Fails, naming `what` (e.g. `project 99-001`), when `seal` is not the seal of the record.
+    pub fn check_seal(
+        &self,
+        kind: &str,
+        what: &str,
+        fields: &[&[u8]],
+        seal: &str,
+    ) -> Result<(), StateError> {
+        let matches = hex::decode(seal)
+            .map(|bytes| self.master.record_seal_matches(kind, fields, &bytes))
+            .unwrap_or(false);
+        if matches {
+            Ok(())
+        } else {
+            Err(StateError::Tampered {
+                what: format!(
+                    "the stored record of {what} was changed outside kluis (its seal under the master key does not match); nothing may be done with it until the database is restored from a backup"
+                ),
+            })
+        }
     }
 
     /// Appends one audit entry. `details`: file names, counts, hashes; never INSZ or keys.
@@ -286,16 +392,61 @@ impl State {
             project,
             details,
         };
-        Ok(kluis_audit::append(&self.conn, &self.anchor(), entry)?)
+        Ok(kluis_audit::append_anchored(
+            &self.conn,
+            &self.anchor(),
+            &self.head_file(),
+            entry,
+        )?)
     }
 
     pub fn audit_entries(&self, project: Option<&str>) -> Result<Vec<Entry>, StateError> {
         Ok(kluis_audit::entries(&self.conn, project)?)
     }
 
-    /// Checks the whole audit chain; the error names the first bad entry.
+    /// Checks the whole audit chain, its head file beside the master key, and that everything
+    /// the state holds (projects, keys, project directories, outputs) is accounted for in it:
+    /// a wiped, dropped, emptied or replaced log fails, naming what was found. The error names
+    /// the first problem.
     pub fn verify_audit(&self) -> Result<Verified, StateError> {
-        Ok(kluis_audit::verify(&self.conn, &self.anchor())?)
+        let verified = kluis_audit::verify_anchored(&self.conn, &self.anchor(), &self.head_file())?;
+        crate::evidence::check(self, verified.entries)?;
+        Ok(verified)
+    }
+
+    /// [`State::verify_audit`], and that the log still holds the entry with `hash` an earlier
+    /// verification printed (an overseer's record): a rollback of the whole state directory to
+    /// before it is caught. Returns that entry's number too.
+    pub fn verify_audit_expecting(&self, hash: &str) -> Result<(Verified, u64), StateError> {
+        let verified = self.verify_audit()?;
+        let seq = kluis_audit::expect_head(&self.conn, hash)?;
+        Ok((verified, seq))
+    }
+
+    /// [`State::verify_audit`], and that the checkpoint at `path` was sealed by this state
+    /// directory and its entry is still in the log.
+    pub fn verify_audit_checkpoint(
+        &self,
+        path: &Path,
+    ) -> Result<(Verified, Checkpoint), StateError> {
+        let checkpoint = Checkpoint::read(path)?;
+        let verified = self.verify_audit()?;
+        kluis_audit::check_checkpoint(&self.conn, &self.anchor(), &checkpoint)?;
+        Ok((verified, checkpoint))
+    }
+
+    /// Records a checkpoint in the log and returns it sealed, for the oversight body to keep: it
+    /// names that very entry. Only an intact log is checkpointed.
+    pub fn checkpoint_audit(&self, actor: &str) -> Result<Checkpoint, StateError> {
+        let verified = self.verify_audit()?;
+        let entry = self.audit(
+            actor,
+            SYSTEM_ROLE,
+            "audit.checkpoint",
+            None,
+            json!({"verified_entries": verified.entries, "verified_head": verified.head_hash}),
+        )?;
+        Ok(Checkpoint::of(&self.anchor(), &entry)?)
     }
 
     /// Writes the audit log as JSON Lines to `path` (via a temporary file renamed into place).
@@ -322,28 +473,74 @@ impl State {
         Ok(count)
     }
 
-    /// Every registered project, by id.
-    pub fn projects(&self) -> Result<Vec<ProjectRecord>, StateError> {
+    /// Every project row, each checked against its seal and its authorisation's sha256.
+    fn stored_projects(&self) -> Result<Vec<StoredProject>, StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, authorisation, authorisation_file, authorisation_sha256, generation,
-                    key_id, created_at, created_by, destroyed_on FROM projects ORDER BY id",
+                    key_id, created_at, created_by, destroyed_on, rules_file, rules, seal
+             FROM projects ORDER BY id",
         )?;
         let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, u32>(4)?,
-                row.get::<_, String>(5)?,
-                row.get::<_, String>(6)?,
-                row.get::<_, String>(7)?,
-                row.get::<_, Option<String>>(8)?,
-            ))
+            Ok(StoredProject {
+                id: row.get(0)?,
+                text: row.get(1)?,
+                file: row.get(2)?,
+                sha256: row.get(3)?,
+                generation: row.get(4)?,
+                key_id: row.get(5)?,
+                created_at: row.get(6)?,
+                created_by: row.get(7)?,
+                destroyed_on: row.get(8)?,
+                rules_file: row.get(9)?,
+                rules: row.get(10)?,
+                seal: row.get(11)?,
+            })
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, text, file, sha, generation, key_id, created_at, created_by, destroyed) = row?;
+            let stored = row?;
+            self.check_project_seal(&stored)?;
+            if hex::encode(Sha256::digest(stored.text.as_bytes())) != stored.sha256 {
+                return Err(StateError::Tampered {
+                    what: format!(
+                        "the stored authorisation of project {} no longer has the sha256 it was registered with",
+                        stored.id
+                    ),
+                });
+            }
+            out.push(stored);
+        }
+        Ok(out)
+    }
+
+    fn stored_project(&self, id: &str) -> Result<StoredProject, StateError> {
+        self.stored_projects()?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| StateError::UnknownProject {
+                id: id.to_owned(),
+                known: Vec::new(),
+            })
+    }
+
+    /// Every registered project, by id.
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>, StateError> {
+        let mut out = Vec::new();
+        for stored in self.stored_projects()? {
+            let StoredProject {
+                id,
+                text,
+                file,
+                sha256: sha,
+                generation,
+                key_id,
+                created_at,
+                created_by,
+                destroyed_on: destroyed,
+                rules_file,
+                rules,
+                ..
+            } = stored;
             // The text was checked when registered; a failure now means the database was edited.
             let authorisation = Authorisation::parse(&text, &file)?;
             let destroyed_on = destroyed
@@ -362,6 +559,10 @@ impl State {
                 created_at,
                 created_by,
                 destroyed_on,
+                rules: match (rules_file, rules) {
+                    (Some(file), Some(text)) => Some(RulesFile { file, text }),
+                    _ => None,
+                },
             });
         }
         Ok(out)
@@ -412,6 +613,21 @@ impl State {
         actor: &str,
         today: NaiveDate,
     ) -> Result<Project<'_>, StateError> {
+        self.create_project_with_rules(authorisation, source, file_name, None, actor, today)
+    }
+
+    /// [`State::create_project`] with the rule set file the steward gives when the
+    /// authorisation names no built-in rule set (the caller checks that it is one and bears the
+    /// name the authorisation gives). It is sealed into the project with the authorisation.
+    pub fn create_project_with_rules(
+        &self,
+        authorisation: &Authorisation,
+        source: &str,
+        file_name: &str,
+        rules: Option<&RulesFile>,
+        actor: &str,
+        today: NaiveDate,
+    ) -> Result<Project<'_>, StateError> {
         let id = authorisation.project_id();
         let action = "project.create";
         if !authorisation.roles.steward.iter().any(|s| s == actor) {
@@ -451,26 +667,46 @@ impl State {
         let created_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let dir = self.home.join(PROJECTS).join(&id);
         private_dir(&dir.join("released"))?;
+        let stored = StoredProject {
+            id: id.clone(),
+            text: source.to_owned(),
+            file: file_name.to_owned(),
+            sha256: sha.clone(),
+            generation,
+            key_id: key.key_id(),
+            created_at,
+            created_by: actor.to_owned(),
+            destroyed_on: None,
+            rules_file: rules.map(|r| r.file.clone()),
+            rules: rules.map(|r| r.text.clone()),
+            seal: String::new(),
+        };
+        let seal = self.seal_project(&stored);
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "INSERT INTO projects (id, authorisation, authorisation_file, authorisation_sha256,
-                                   generation, key_id, created_at, created_by, destroyed_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?6, ?7, NULL)
+                                   generation, key_id, created_at, created_by, destroyed_on,
+                                   rules_file, rules, seal)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11)
              ON CONFLICT (id) DO UPDATE SET authorisation = excluded.authorisation,
                 authorisation_file = excluded.authorisation_file,
                 authorisation_sha256 = excluded.authorisation_sha256,
                 generation = excluded.generation, key_id = excluded.key_id,
                 created_at = excluded.created_at,
-                created_by = excluded.created_by, destroyed_on = NULL",
+                created_by = excluded.created_by, destroyed_on = NULL,
+                rules_file = excluded.rules_file, rules = excluded.rules, seal = excluded.seal",
             params![
-                id,
-                source,
-                file_name,
-                sha,
-                generation,
-                created_at,
-                actor,
-                key.key_id()
+                stored.id,
+                stored.text,
+                stored.file,
+                stored.sha256,
+                stored.generation,
+                stored.key_id,
+                stored.created_at,
+                stored.created_by,
+                stored.rules_file,
+                stored.rules,
+                seal,
             ],
         )?;
         tx.execute(
@@ -490,6 +726,9 @@ impl State {
                 "generation": generation,
                 "key_id": key.key_id(),
                 "retention_until": until.to_string(),
+                "rules": authorisation.disclosure.rules,
+                "rules_file": rules.map(|r| r.file.clone()),
+                "rules_sha256": rules.map(|r| hex::encode(Sha256::digest(r.text.as_bytes()))),
             }),
         )?;
         self.project(&id)
@@ -520,6 +759,9 @@ impl State {
     /// Overwrites then deletes a project's sealed key rows (secure_delete zeroes the freed
     /// pages too) and marks it destroyed, in one transaction.
     pub(crate) fn destroy_key(&self, id: &str, on: NaiveDate) -> Result<(), StateError> {
+        let mut stored = self.stored_project(id)?;
+        stored.destroyed_on = Some(on.to_string());
+        let seal = self.seal_project(&stored);
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
             "UPDATE keys SET nonce = zeroblob(length(nonce)), ciphertext = zeroblob(length(ciphertext))
@@ -528,12 +770,102 @@ impl State {
         )?;
         tx.execute("DELETE FROM keys WHERE project_id = ?1", params![id])?;
         tx.execute(
-            "UPDATE projects SET destroyed_on = ?2 WHERE id = ?1",
-            params![id, on.to_string()],
+            "UPDATE projects SET destroyed_on = ?2, seal = ?3 WHERE id = ?1",
+            params![id, on.to_string(), seal],
         )?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A project row as stored, before its seal is checked.
+struct StoredProject {
+    id: String,
+    text: String,
+    file: String,
+    sha256: String,
+    generation: u32,
+    key_id: String,
+    created_at: String,
+    created_by: String,
+    destroyed_on: Option<String>,
+    rules_file: Option<String>,
+    rules: Option<String>,
+    seal: String,
+}
+
+impl StoredProject {
+    /// What the seal covers: every column but the seal, a missing value told apart from an
+    /// empty one.
+    fn fields(&self) -> Vec<Vec<u8>> {
+        let mut fields: Vec<Vec<u8>> = [
+            &self.id,
+            &self.text,
+            &self.file,
+            &self.sha256,
+            &self.key_id,
+            &self.created_at,
+            &self.created_by,
+        ]
+        .into_iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+        fields.push(self.generation.to_string().into_bytes());
+        for value in [&self.destroyed_on, &self.rules_file, &self.rules] {
+            match value {
+                None => fields.push(b"none".to_vec()),
+                Some(v) => fields.extend([b"some".to_vec(), v.as_bytes().to_vec()]),
+            }
+        }
+        fields
+    }
+}
+
+impl State {
+    fn seal_project(&self, stored: &StoredProject) -> String {
+        let fields = stored.fields();
+        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        self.seal(PROJECT_SEAL, &fields)
+    }
+
+    fn check_project_seal(&self, stored: &StoredProject) -> Result<(), StateError> {
+        let fields = stored.fields();
+        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        self.check_seal(
+            PROJECT_SEAL,
+            &format!("project {}", stored.id),
+            &fields,
+            &stored.seal,
+        )
+    }
+}
+
+/// Refuses to start a new state directory over the remains of one whose database and master key
+/// are gone: a new log there would hide what the old one recorded.
+fn refuse_leftovers(home: &Path) -> Result<(), StateError> {
+    let mut leftovers = Vec::new();
+    if home.join(HEAD_FILE).exists() {
+        leftovers.push(HEAD_FILE.to_owned());
+    }
+    if let Ok(entries) = std::fs::read_dir(home.join(PROJECTS)) {
+        for entry in entries.flatten() {
+            leftovers.push(format!(
+                "{PROJECTS}/{}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    leftovers.sort();
+    Err(StateError::Tampered {
+        what: format!(
+            "{} holds {} of an earlier state directory whose master key and database are gone; kluis init will not start a new audit log over it (restore master.key and kluis.db from a backup, or move the directory away and tell the oversight body)",
+            home.display(),
+            leftovers.join(", ")
+        ),
+    })
 }
 
 /// Associated data binding a sealed key to its project and generation.

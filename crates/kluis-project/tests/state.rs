@@ -18,11 +18,22 @@ fn demo() -> Authorisation {
     Authorisation::parse(DEMO, "demo-authorisation.toml").unwrap()
 }
 
-/// The demo with an extension decision moving its retention date to 2033-12-31.
-fn demo_extended() -> (Authorisation, String) {
-    let text = DEMO.replacen(
+/// The demo with a retention date that has really passed (2026-06-30): destruction is judged on
+/// the system clock, so only such a project can be destroyed by retention in a test.
+fn short_demo() -> (Authorisation, String) {
+    let text = DEMO.replacen("until = 2031-12-31", "until = 2026-06-30", 1);
+    (
+        Authorisation::parse(&text, "demo-short.toml").unwrap(),
+        text,
+    )
+}
+
+/// The short demo with an extension decision moving its retention date to 2099-12-31.
+fn short_demo_extended() -> (Authorisation, String) {
+    let (_, short) = short_demo();
+    let text = short.replacen(
         "reference = \"Demo deliberation 99/001, §9\"",
-        "reference = \"Demo deliberation 99/001, §9\"\n\n[[retention.extensions]]\nuntil = 2033-12-31\ndate = 2031-12-01\nreference = \"Demo decision 31/042\"",
+        "reference = \"Demo deliberation 99/001, §9\"\n\n[[retention.extensions]]\nuntil = 2099-12-31\ndate = 2026-06-01\nreference = \"Demo decision 26/042\"",
         1,
     );
     (
@@ -355,9 +366,10 @@ fn the_key_appears_in_no_file_and_the_master_key_only_in_its_own() {
 fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
     let (dir, home) = fresh();
     let state = State::open(&home).unwrap();
-    let start = day("2030-01-01");
+    let start = day("2026-02-01");
+    let (short, short_text) = short_demo();
     let project = state
-        .create_project(&demo(), DEMO, "demo.toml", "sam", start)
+        .create_project(&short, &short_text, "demo-short.toml", "sam", start)
         .unwrap();
     let grant = project
         .authorise("sam", Role::Steward, "extract", start)
@@ -390,15 +402,38 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
     // Nothing is due before the retention date.
     assert!(
         state
-            .enforce_retention("cron", day("2031-12-31"), false)
+            .enforce_retention("sam", day("2026-06-30"), false)
             .unwrap()
             .is_empty()
     );
 
-    let after = day("2032-01-05");
-    let planned = state.enforce_retention("cron", after, true).unwrap();
+    // Only a steward of the project may destroy it, and a rehearsed later day never destroys:
+    // both are refused and audited, and nothing goes.
+    let after = kluis_project::real_today();
+    let later = after + chrono::Days::new(30);
+    for (actor, on) in [("cron", after), ("rita", after), ("sam", later)] {
+        let error = state.enforce_retention(actor, on, false).unwrap_err();
+        assert!(matches!(error, StateError::Refused { .. }), "{error}");
+        assert!(project_dir.join("pseudonyms.map").exists());
+    }
+    assert!(matches!(
+        state.destroy_project("rita", "99-001", "done").unwrap_err(),
+        StateError::Refused { .. }
+    ));
+    assert!(project_dir.join("pseudonyms.map").exists());
+    assert_eq!(
+        state
+            .audit_entries(Some("99-001"))
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "refused")
+            .count(),
+        4
+    );
+
+    let planned = state.enforce_retention("sam", after, true).unwrap();
     assert_eq!(planned.len(), 1);
-    assert_eq!(planned[0].retention_until, day("2031-12-31"));
+    assert_eq!(planned[0].retention_until, day("2026-06-30"));
     assert_eq!(
         planned[0].files,
         [
@@ -412,7 +447,7 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         "a dry run destroys nothing"
     );
 
-    let done = state.enforce_retention("cron", after, false).unwrap();
+    let done = state.enforce_retention("sam", after, false).unwrap();
     assert_eq!(done, planned);
     assert!(!project_dir.join("pseudonyms.map").exists());
     assert!(!project_dir.join("extracts").exists());
@@ -425,7 +460,7 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
     assert_eq!(
         destroyed.status(after),
         Status::Destroyed {
-            until: day("2031-12-31"),
+            until: day("2026-06-30"),
             on: after
         }
     );
@@ -433,14 +468,14 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         .authorise("sam", Role::Steward, "extract", after)
         .unwrap_err();
     assert!(
-        error.to_string().contains("destroyed on 2032-01-05"),
+        error.to_string().contains(&format!("destroyed on {after}")),
         "{error}"
     );
-    assert!(error.to_string().contains("2031-12-31"), "{error}");
+    assert!(error.to_string().contains("2026-06-30"), "{error}");
     // Enforcing again finds nothing more to do.
     assert!(
         state
-            .enforce_retention("cron", after, false)
+            .enforce_retention("sam", after, false)
             .unwrap()
             .is_empty()
     );
@@ -455,7 +490,7 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
 
     // An extension decision lets the steward register the project again: a new key, so new
     // pseudonyms, and the old map cannot be opened with it.
-    let (extended, text) = demo_extended();
+    let (extended, text) = short_demo_extended();
     let reborn = state
         .create_project(&extended, &text, "demo-extended.toml", "sam", after)
         .unwrap();

@@ -36,6 +36,11 @@ pub enum Error {
     },
     #[error("the warehouse has no person-years for year {0}")]
     NoSuchYear(i32),
+    #[error(
+        "another kluis is writing {} right now; wait for it to finish",
+        .0.display()
+    )]
+    Busy(PathBuf),
 }
 
 impl Error {

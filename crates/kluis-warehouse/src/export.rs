@@ -26,9 +26,10 @@ pub struct ExportSummary {
     pub person_years: u64,
 }
 
-/// Writes `OUT/persons.csv` and `OUT/person_years.csv` (all years, ascending).
+/// Writes `OUT/persons.csv` and `OUT/person_years.csv` (all years, ascending), 0600 (they hold
+/// INSZ numbers; `OUT` is created 0700 when it does not exist).
 pub fn export_csv(warehouse: &Warehouse, out: &Path) -> Result<ExportSummary> {
-    std::fs::create_dir_all(out).map_err(Error::io(out))?;
+    crate::write::private_dir(out)?;
     let persons_file = out.join(PERSONS_CSV);
     let persons = write_atomically(&persons_file, |w| {
         write_batches(warehouse.persons_batches()?, w, &persons_file)

@@ -1,6 +1,10 @@
 //! Writing a warehouse: everything goes into a hidden temporary directory beside the target, which
 //! replaces the target in one atomic step on [`WarehouseWriter::commit`]. Until then the previous
 //! warehouse (if any) is untouched; dropping the writer, an error or an interruption leaves it so.
+//!
+//! The warehouse holds INSZ numbers: its directories are 0700 and its files 0600, whatever the
+//! umask. One writer at a time holds a lock beside the target, so the staging directories of a
+//! killed writer are recognised and removed by the next one.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -42,12 +46,34 @@ struct FileWriter {
     rows: u64,
 }
 
+/// Creates `dir` and its missing parents 0700.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(Error::io(dir))
+}
+
+/// Creates (or truncates) a file readable by its owner only, whatever the umask.
+pub(crate) fn private_file(path: &Path) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(Error::io(path))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(Error::io(path))?;
+    Ok(file)
+}
+
 impl FileWriter {
     fn create(path: PathBuf, schema: SchemaRef) -> Result<FileWriter> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+            private_dir(dir)?;
         }
-        let file = File::create(&path).map_err(Error::io(&path))?;
+        let file = private_file(&path)?;
         let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))
             .map_err(Error::parquet(&path))?;
         Ok(FileWriter {
@@ -154,6 +180,28 @@ pub struct WarehouseWriter {
     target: PathBuf,
     tmp: tempfile::TempDir,
     parts: Parts,
+    /// Held until the writer is done: no other writer builds beside the same target meanwhile.
+    _lock: File,
+}
+
+/// Takes the lock beside the target (`.NAME.kluis-lock`), then removes the staging directories
+/// (`.NAME.kluis-tmp-*`) a killed writer left: with the lock held, none is in use.
+fn lock_and_clean(parent: &Path, name: &str) -> Result<File> {
+    let path = parent.join(format!(".{name}.kluis-lock"));
+    let lock = private_file(&path)?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| Error::Busy(parent.join(name)))?;
+    let prefix = format!(".{name}.kluis-tmp-");
+    for entry in std::fs::read_dir(parent).map_err(Error::io(parent))? {
+        let entry = entry.map_err(Error::io(parent))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix)
+            && entry.file_type().map_err(Error::io(entry.path()))?.is_dir()
+        {
+            std::fs::remove_dir_all(entry.path()).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(lock)
 }
 
 /// Whether `dir` may be replaced: absent, empty, or a kluis warehouse.
@@ -184,6 +232,7 @@ impl WarehouseWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(Error::io(&parent))?;
+        let lock = lock_and_clean(&parent, &name)?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.kluis-tmp-"))
             .tempdir_in(&parent)
@@ -196,6 +245,7 @@ impl WarehouseWriter {
             target: target.to_owned(),
             tmp,
             parts,
+            _lock: lock,
         })
     }
 
@@ -217,7 +267,7 @@ impl WarehouseWriter {
     /// Adds a file (a report) to the warehouse directory.
     pub fn add_file(&mut self, name: &str, contents: &[u8]) -> Result<()> {
         let path = self.tmp.path().join(name);
-        std::fs::write(&path, contents).map_err(Error::io(&path))
+        std::io::Write::write_all(&mut private_file(&path)?, contents).map_err(Error::io(&path))
     }
 
     /// Moves the writing to `threads` background threads, each owning some of the files: the
@@ -260,7 +310,12 @@ impl WarehouseWriter {
 
     /// Closes every file, writes the manifest and atomically replaces the target directory.
     pub fn commit(self, source: Source) -> Result<Manifest> {
-        let WarehouseWriter { target, tmp, parts } = self;
+        let WarehouseWriter {
+            target,
+            tmp,
+            parts,
+            _lock,
+        } = self;
         let persons = match parts.persons {
             Some(file) => file.finish()?,
             None => {
@@ -292,7 +347,7 @@ impl WarehouseWriter {
         let path = tmp.path().join(MANIFEST);
         let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         json.push(b'\n');
-        std::fs::write(&path, json).map_err(Error::io(&path))?;
+        std::io::Write::write_all(&mut private_file(&path)?, &json).map_err(Error::io(&path))?;
         sync_dir(tmp.path())?;
         check_replaceable(&target)?;
         replace(tmp, &target)?;

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod exit;
+mod rules;
 mod table_file;
 mod trust;
 
@@ -66,6 +67,13 @@ pub(crate) enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so writing to a closed pipe (`kluis ... | head`) would panic in
+    // println!. Restoring the default action ends kluis quietly there, as it ends `cat`.
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid action for SIGPIPE.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let Cli { globals, command } = Cli::parse();
     match run(command, &globals) {
         Ok(status) => status,

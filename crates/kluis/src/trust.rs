@@ -46,9 +46,10 @@ impl Globals {
 
 /// The day retention dates are judged on: today, or a later day given as `KLUIS_TODAY`
 /// (YYYY-MM-DD) to rehearse what enforcement will do then. An earlier day is refused: turning the
-/// clock back would reopen an expired project.
+/// clock back would reopen an expired project. A later one can only refuse more: destruction is
+/// judged on the system clock (`kluis_project::real_today`), so a rehearsal destroys nothing.
 pub fn today() -> anyhow::Result<NaiveDate> {
-    let real = chrono::Local::now().date_naive();
+    let real = kluis_project::real_today();
     match std::env::var("KLUIS_TODAY") {
         Ok(text) if !text.is_empty() => {
             let day: NaiveDate = text.parse().map_err(|_| {

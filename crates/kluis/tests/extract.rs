@@ -136,9 +136,15 @@ fn a_steward_extracts_a_reproducible_verified_sample() {
             "person_years.csv does not match the manifest",
         ));
 
-    // The map is destroyed with the project at the end of retention.
-    env.kluis("cron", "2032-01-05")
-        .args(["retention", "enforce"])
+    // The map is destroyed with the project (early here: a steward's decision).
+    env.kluis("sam", REAL_DAY)
+        .args([
+            "project",
+            "destroy",
+            "99-001",
+            "--reason",
+            "no longer needed",
+        ])
         .assert()
         .success();
     assert!(!map.exists());

@@ -55,13 +55,27 @@ fn release_needs_another_reviewer_and_release_and_reject_are_audited() {
         .map(|e| e.unwrap().file_name())
         .collect();
 
-    // The listing shows no values; a researcher cannot look at unprotected values.
-    env.kluis("", REAL_DAY)
+    // The listing shows no values, and only to someone with a role in the project; a
+    // researcher cannot look at unprotected values.
+    env.kluis("vera", REAL_DAY)
         .args(["output", "list"])
         .assert()
         .success()
         .stdout(predicate::str::contains("99-002-0001"))
         .stdout(predicate::str::contains("pending"));
+    env.kluis("", REAL_DAY)
+        .args(["output", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--as NAME"));
+    env.kluis("mallory", REAL_DAY)
+        .args(["output", "list", "--project", "99-002"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(
+            "mallory has no role in project 99-002",
+        ));
     env.kluis("rita", REAL_DAY)
         .args(["output", "show", "99-002-0001"])
         .assert()
@@ -196,8 +210,14 @@ fn retention_destroys_pending_outputs_and_the_ledger_but_keeps_released_tables()
         .success();
     let dir = env.project_dir();
     assert!(dir.join("ledger").is_dir() && dir.join("outputs/99-001-0002").is_dir());
-    env.kluis("cron", "2032-01-05")
-        .args(["retention", "enforce"])
+    env.kluis("sam", REAL_DAY)
+        .args([
+            "project",
+            "destroy",
+            "99-001",
+            "--reason",
+            "the study is finished",
+        ])
         .assert()
         .success();
     assert!(!dir.join("ledger").join("99-001-0001.units").exists());

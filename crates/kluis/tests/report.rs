@@ -203,9 +203,15 @@ fn the_report_holds_the_project_its_released_tables_with_withheld_cells_charts_a
         .stderr(predicate::str::contains("99-001-0002.csv: row 2"));
     std::fs::write(&bad_csv, text).unwrap();
 
-    // Released tables outlive the project: the page can still be made after retention.
-    env.kluis("cron", "2032-01-05")
-        .args(["retention", "enforce"])
+    // Released tables outlive the project: the page can still be made once it is destroyed.
+    env.kluis("sam", REAL_DAY)
+        .args([
+            "project",
+            "destroy",
+            "99-001",
+            "--reason",
+            "the study is finished",
+        ])
         .assert()
         .success();
     report(&env, "rita", "2032-01-05", &page)

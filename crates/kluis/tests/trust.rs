@@ -135,7 +135,8 @@ fn the_whole_life_of_a_project() {
         .assert()
         .success()
         .stdout(predicate::str::contains("99-001       expired"));
-    env.kluis("cron", "2032-01-05")
+    // A later day can be rehearsed, by the steward, and only to see what would go.
+    env.kluis("sam", "2032-01-05")
         .args(["retention", "enforce", "--dry-run"])
         .assert()
         .success()
@@ -143,13 +144,25 @@ fn the_whole_life_of_a_project() {
             "would destroy project 99-001 (retention date 2031-12-31 passed)",
         ))
         .stdout(predicate::str::contains("extract.parquet"));
-    assert!(project_dir.join("extract.parquet").exists());
-    env.kluis("cron", "2032-01-05")
+    env.kluis("sam", "2032-01-05")
         .args(["retention", "enforce"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("rehearsed day"));
+    assert!(project_dir.join("extract.parquet").exists());
+    // The steward destroys it when it is no longer needed.
+    env.kluis("sam", NOW)
+        .args([
+            "project",
+            "destroy",
+            "99-001",
+            "--reason",
+            "study finished early",
+        ])
         .assert()
         .success()
         .stdout(predicate::str::contains(format!(
-            "destroyed project 99-001 (retention date 2031-12-31 passed): key {key_id}"
+            "destroyed project 99-001 before its retention date 2031-12-31: key {key_id}"
         )));
     assert!(!project_dir.join("extract.parquet").exists());
     assert!(project_dir.join("released/t1.csv").exists());
@@ -158,6 +171,7 @@ fn the_whole_life_of_a_project() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("2031-12-31"));
+    // The destroyed project's files are shredded, its released tables kept.
 
     let out = env
         .kluis("", "2032-01-05")
@@ -171,14 +185,20 @@ fn the_whole_life_of_a_project() {
         .collect();
     assert_eq!(
         actions,
-        ["refused", "project.create", "retention.destroy", "refused"]
+        [
+            "refused",
+            "project.create",
+            "refused",
+            "project.destroy",
+            "refused"
+        ]
     );
 
     env.kluis("", "2032-01-05")
         .args(["audit", "verify"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("audit log intact: 5 entries"));
+        .stdout(predicate::str::contains("audit log intact: 6 entries"));
     let export = env.dir.path().join("audit.jsonl");
     env.kluis("", "2032-01-05")
         .args(["audit", "export"])
@@ -186,7 +206,7 @@ fn the_whole_life_of_a_project() {
         .assert()
         .success();
     let exported = std::fs::read_to_string(&export).unwrap();
-    assert_eq!(exported.lines().count(), 5);
+    assert_eq!(exported.lines().count(), 6);
     kluis_audit_free_check(&exported);
 }
 

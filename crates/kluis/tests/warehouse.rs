@@ -259,6 +259,49 @@ fn an_interrupted_ingest_keeps_the_old_warehouse() {
         .arg(&wh)
         .assert()
         .success();
+    assert!(building(), "the killed ingest left its staging directory");
+
+    // The next ingest removes it; its persons come through a pipe with no file name to go by.
+    kluis()
+        .args(["ingest", "--persons", "/dev/stdin", "--person-years"])
+        .arg(csv.join("person_years.csv"))
+        .arg("--warehouse")
+        .arg(&wh)
+        .write_stdin(std::fs::read(csv.join("persons.csv")).unwrap())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("loaded 1500 persons"));
+    assert!(!building(), "the staging directory was cleaned");
+}
+
+#[test]
+fn an_overlong_line_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_wh, csv) = generated(dir.path(), 200);
+    // 64 MiB of one line after the header: refused after reading a few MiB of it.
+    let header = std::fs::read_to_string(csv.join("persons.csv"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut input = format!("{header}\n").into_bytes();
+    input.resize(input.len() + (64 << 20), b'7');
+    let long = dir.path().join("long.csv");
+    std::fs::write(&long, input).unwrap();
+    kluis()
+        .args(["ingest", "--persons"])
+        .arg(&long)
+        .arg("--person-years")
+        .arg(csv.join("person_years.csv"))
+        .arg("--warehouse")
+        .arg(dir.path().join("new"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the record starting on line 2 has not ended after",
+        ));
+    assert!(!dir.path().join("new").exists());
 }
 
 #[test]

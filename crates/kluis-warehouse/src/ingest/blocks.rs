@@ -23,6 +23,21 @@ use super::{IngestError, Location};
 /// thread cost little memory, large enough that handing them over costs nothing.
 pub const BLOCK_BYTES: usize = 2 << 20;
 
+/// The longest record read on: a persons or person-years line is about 100 bytes, so one that
+/// has not ended after this is not one (a quote left open, or not an ingest file) and is refused
+/// before more of it is read, so memory stays bounded whatever the input.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+fn too_long(line: u64, read: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "the record starting on line {line} has not ended after {read} bytes, longer than the {} MiB accepted (a line of persons or person-years is about 100 bytes: is a quote left open?)",
+            MAX_RECORD_BYTES >> 20
+        ),
+    )
+}
+
 fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
     // The same dialect everywhere: the header, the block cuts and the rows.
     csv::ReaderBuilder::new()
@@ -142,6 +157,9 @@ fn read_header(input: &mut impl Read) -> Result<(Vec<String>, u64, Vec<u8>), csv
             let line = 1 + line_breaks(&head[..end]);
             return Ok((header_names(&record), line, head.split_off(end)));
         }
+        if head.len() > MAX_RECORD_BYTES {
+            return Err(too_long(1, head.len()).into());
+        }
         want = target * 2;
     }
 }
@@ -174,7 +192,10 @@ fn cut_blocks(
             match last_record_start(&bytes, scan.quote) {
                 Some(cut) => cut,
                 None => {
-                    // One record longer than the block: read on until it ends.
+                    // One record longer than the block: read on until it ends, within bounds.
+                    if bytes.len() > MAX_RECORD_BYTES {
+                        return Err(too_long(line, bytes.len()));
+                    }
                     want = bytes.len() * 2;
                     carry = bytes;
                     continue;
@@ -393,6 +414,48 @@ fn parse_quoted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An input that never ends and never breaks a line; counts what was read of it.
+    struct Endless(u64);
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(b'a');
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_after_a_bounded_read() {
+        for block_bytes in [BLOCK_BYTES, 7] {
+            let mut input = Endless(0);
+            let error =
+                cut_blocks(&mut input, b"x,y\n".to_vec(), 2, block_bytes, |_| true).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("starting on line 3 has not ended"),
+                "{error}"
+            );
+            assert!(
+                input.0 <= 4 * MAX_RECORD_BYTES as u64,
+                "read {} bytes",
+                input.0
+            );
+        }
+        let mut input = Endless(0);
+        let error = read_header(&mut input).unwrap_err();
+        assert!(
+            error.to_string().contains("line 1 has not ended"),
+            "{error}"
+        );
+        assert!(
+            input.0 <= 4 * MAX_RECORD_BYTES as u64,
+            "read {} bytes",
+            input.0
+        );
+    }
 
     /// The fields of every record after the header, as one csv reader over the whole input
     /// reads them (trimmed; a record of the wrong width as `shape N`), on the lines given.

@@ -9,14 +9,18 @@ use kluis_model::{Insz, InszError, InszInfo};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub field: &'static str,
-    /// The offending text; `None` for the INSZ, which is never shown.
+    /// The offending text ([`show`]); `None` for the INSZ column, which is never shown.
     pub value: Option<String>,
     pub reason: String,
 }
 
-/// Shows a raw value, cut short when long.
+/// Shows a raw value, cut short when long. A value that holds a valid INSZ, in whatever column
+/// it turns up (a swapped column, a number pasted into the wrong field), is never shown.
 pub fn show(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
+    if kluis_model::holds_insz(&text) {
+        return kluis_model::redact_if_insz(&text).to_owned();
+    }
     if text.chars().count() > 40 {
         format!("{}...", text.chars().take(40).collect::<String>())
     } else {

@@ -45,6 +45,14 @@ fn format_of(path: &Path) -> Result<Format, IngestError> {
         Some("parquet") | Some("pq") => return Ok(Format::Parquet),
         _ => {}
     }
+    // A pipe (`<(zcat persons.csv.gz)`, /dev/stdin) cannot be looked into without using up
+    // what it holds, and Parquet cannot be read from one anyway: it is read as CSV.
+    let regular = std::fs::metadata(path)
+        .map_err(|e| IngestError::file(path, e.to_string()))?
+        .is_file();
+    if !regular {
+        return Ok(Format::Csv);
+    }
     let mut magic = [0u8; 4];
     let mut file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
     let n = file
@@ -68,10 +76,11 @@ pub fn column_map(
         .filter(|name| !found.iter().any(|f| f == *name))
         .copied()
         .collect();
+    // A file without a header has a data row there: an INSZ in it is not shown.
     let unknown: Vec<&str> = found
         .iter()
         .filter(|f| !expected.contains(&f.as_str()))
-        .map(String::as_str)
+        .map(|f| kluis_model::redact_if_insz(f))
         .collect();
     if !missing.is_empty() || !unknown.is_empty() {
         let mut reason = String::new();

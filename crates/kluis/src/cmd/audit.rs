@@ -23,9 +23,22 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
-    /// Check the whole chain; exits 1 naming the first bad entry if anything was altered,
-    /// deleted, inserted or reordered.
-    Verify,
+    /// Check the whole chain, its head file and that every project, key and output is in it;
+    /// exits 1 naming the first problem if anything was altered, deleted, inserted, reordered,
+    /// wiped or replaced.
+    Verify {
+        /// A head hash an earlier `audit verify` printed: the log must still hold that entry
+        /// (catches a rollback of the whole state directory to an older copy).
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+        /// A checkpoint file `audit checkpoint` wrote: it must be this state directory's, and
+        /// its entry still in the log.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Record a checkpoint in the log and write it, sealed, to FILE for the oversight body to
+    /// keep and give back to `audit verify --checkpoint`.
+    Checkpoint { file: PathBuf },
     /// Write every entry as JSON Lines, for the oversight body.
     Export { file: PathBuf },
 }
@@ -54,11 +67,38 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Action::Verify => {
+        Action::Verify {
+            expect_head,
+            checkpoint,
+        } => {
             let verified = state.verify_audit().map_err(state_error)?;
             println!(
-                "audit log intact: {} entries; head hash {} (record it: a later export must contain it)",
+                "audit log intact: {} entries; head hash {} (record it: a later `audit verify --expect-head` checks the log still holds it)",
                 verified.entries, verified.head_hash
+            );
+            if let Some(hash) = expect_head {
+                let (_, seq) = state.verify_audit_expecting(&hash).map_err(state_error)?;
+                println!("  holds the expected head {hash} as entry {seq}");
+            }
+            if let Some(file) = checkpoint {
+                let (_, c) = state.verify_audit_checkpoint(&file).map_err(state_error)?;
+                println!(
+                    "  holds checkpoint {} (entry {} of {})",
+                    file.display(),
+                    c.seq,
+                    c.time
+                );
+            }
+        }
+        Action::Checkpoint { file } => {
+            let actor = globals.actor()?;
+            let checkpoint = state.checkpoint_audit(actor).map_err(state_error)?;
+            write_private(&file, &(serde_json::to_string_pretty(&checkpoint)? + "\n"))?;
+            println!(
+                "checkpoint of entry {} (head hash {}) written to {}; give it to the oversight body",
+                checkpoint.seq,
+                checkpoint.hash,
+                file.display()
             );
         }
         Action::Export { file } => {
@@ -67,4 +107,24 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` beside `path` and renames it into place.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".checkpoint-")
+        .tempfile_in(dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| anyhow::Error::new(e.error).context(format!("writing {}", path.display())))?;
+    Ok(())
 }

@@ -20,6 +20,9 @@ enum Action {
     /// Check a file; every problem is listed with its line and what is accepted (exit 2).
     Check {
         file: PathBuf,
+        /// The rule set file, when the authorisation names a rule set that is not built in.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
         /// Print the parsed authorisation, or the problems, as JSON.
         #[arg(long)]
         json: bool,
@@ -27,9 +30,10 @@ enum Action {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Action::Check { file, json } = args.command;
+    let Action::Check { file, rules, json } = args.command;
     match Authorisation::load(&file) {
         Ok(authorisation) => {
+            crate::rules::for_registration(&authorisation, rules.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&authorisation)?);
                 return Ok(ExitCode::SUCCESS);

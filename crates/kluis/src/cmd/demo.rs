@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  {what:<34} {}", path.display());
     }
     println!(
-        "{released} tables released. Try: kluis --home {} output list",
+        "{released} tables released. Try: kluis --home {} output list --as vera",
         demo.state.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -96,8 +96,9 @@ struct RunArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// With --on full, for benchmarks only: also write the view's columns the job reads to
-    /// PROJECT_DIR/view/person_years.parquet, inside the state directory (retention destroys it).
+    /// With --on full, a steward's diagnostic for benchmarks only (audited): also write the
+    /// view's columns the job reads to PROJECT_DIR/view/person_years.parquet (0600), inside the
+    /// state directory (retention destroys it). A researcher is refused.
     #[arg(long, hide = true)]
     export_view: bool,
 }
@@ -393,6 +394,8 @@ fn export_view(project: &Project<'_>, source: &PersonYearsSource) -> anyhow::Res
     };
     let dir = project.dir().join("view");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))?;
     let target = dir.join("person_years.parquet");
     let tmp = tempfile::NamedTempFile::new_in(&dir)?;
     let mut writer = parquet::arrow::ArrowWriter::try_new(tmp.as_file(), schema.clone(), None)?;
@@ -403,31 +406,6 @@ fn export_view(project: &Project<'_>, source: &PersonYearsSource) -> anyhow::Res
     tmp.persist(&target)?;
     eprintln!("view exported to {}", target.display());
     Ok(target)
-}
-
-/// The project's disclosure rules: its named set with the authorisation's overrides.
-pub fn project_rules(project: &Project<'_>) -> anyhow::Result<RuleSet> {
-    let d = &project.authorisation().disclosure;
-    let base = RuleSet::load(&d.rules).map_err(|e| bad_input(e.to_string()))?;
-    if d.overrides.is_empty() {
-        return Ok(base);
-    }
-    let mut custom = d.overrides.clone();
-    custom.insert(
-        "name".into(),
-        toml::Value::String(format!("{}+overrides", base.name)),
-    );
-    custom.insert(
-        "version".into(),
-        toml::Value::Integer(i64::from(base.version)),
-    );
-    RuleSet::from_toml_table(custom).map_err(|e| {
-        bad_input(format!(
-            "authorisation {}: [disclosure] overrides: {}",
-            project.authorisation().id,
-            e
-        ))
-    })
 }
 
 fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -450,26 +428,20 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let state = globals.open()?;
     let project = state.project(&project_id).map_err(state_error)?;
     check_job_project(&job, &project)?;
-    // The researcher submits; a steward may run it for them.
-    let role = if project
-        .authorisation()
-        .roles
-        .of(actor)
-        .contains(&Role::Steward)
-        && !project
-            .authorisation()
-            .roles
-            .of(actor)
-            .contains(&Role::Researcher)
-    {
-        Role::Steward
+    // The researcher submits; a steward may run it for them. Writing the whole population's
+    // coded view out is a steward's diagnostic only.
+    let roles = project.authorisation().roles.of(actor);
+    let (role, action) = if args.export_view {
+        (Role::Steward, "job run with view export")
+    } else if roles.contains(&Role::Steward) && !roles.contains(&Role::Researcher) {
+        (Role::Steward, "job run")
     } else {
-        Role::Researcher
+        (Role::Researcher, "job run")
     };
     let grant = project
-        .authorise(actor, role, "job run", today()?)
+        .authorise(actor, role, action, today()?)
         .map_err(state_error)?;
-    let rules = project_rules(&project)?;
+    let rules = crate::rules::of_project(&project)?;
     let warehouse = Warehouse::open(&warehouse_dir)
         .map_err(|e| bad_input(format!("warehouse {}: {e}", warehouse_dir.display())))?;
 

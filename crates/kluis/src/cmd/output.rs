@@ -20,7 +20,8 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum Action {
-    /// List outputs: id, job, output, submitter, verdict and status (no values).
+    /// List the outputs of the projects you have a role in: id, job, output, submitter, verdict
+    /// and status (no values).
     List {
         /// Only this project's outputs.
         #[arg(long, value_name = "ID")]
@@ -123,15 +124,25 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let state = globals.open()?;
     match args.command {
         Action::List { project, json } => {
-            let projects: Vec<String> = match project {
-                Some(id) => vec![state.project(&id).map_err(state_error)?.id().to_string()],
-                None => state
-                    .projects()
-                    .map_err(state_error)?
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect(),
+            // Only the projects the person has a role in; without one, nothing.
+            let actor = globals.actor()?;
+            let candidates = match project {
+                Some(id) => vec![state.project(&id).map_err(state_error)?.record().clone()],
+                None => state.projects().map_err(state_error)?,
             };
+            let (mine, others): (Vec<_>, Vec<_>) = candidates
+                .into_iter()
+                .partition(|r| !r.authorisation.roles.of(actor).is_empty());
+            if mine.is_empty() {
+                return Err(bad_input(match others.first() {
+                    Some(r) if others.len() == 1 => format!(
+                        "{actor} has no role in project {}; listing its outputs needs one",
+                        r.id
+                    ),
+                    _ => format!("{actor} has no role in any project, so has no outputs to list"),
+                }));
+            }
+            let projects: Vec<String> = mine.into_iter().map(|r| r.id).collect();
             let mut records = Vec::new();
             for id in projects {
                 let project = state.project(&id).map_err(state_error)?;
@@ -212,7 +223,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             let grant = project
                 .authorise_release(actor, &record.submitter, "output release", today()?)
                 .map_err(state_error)?;
-            let rules = crate::cmd::job::project_rules(&project)?;
+            let rules = crate::rules::of_project(&project)?;
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let (record, files) = store
                 .release(&id, actor, &reason, &now, &rules, &project.released_dir())

@@ -1,4 +1,5 @@
-//! `kluis project create|list|show`: register authorisations as projects and inspect them.
+//! `kluis project create|list|show|destroy`: register authorisations as projects, inspect them,
+//! and destroy one early when it is no longer needed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,10 @@ enum Action {
     Create {
         #[arg(long, value_name = "FILE")]
         authorisation: PathBuf,
+        /// The rule set file, when the authorisation names a rule set that is not built in; it
+        /// is sealed into the project (later changes to the file change nothing).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
     /// List the projects with their state and retention dates.
     List {
@@ -34,6 +39,15 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
+    /// Destroy a project before its retention date, when it is no longer needed (a steward's
+    /// action, audited): its key, pseudonym map, extracts, views and unreleased outputs go;
+    /// released tables are kept.
+    Destroy {
+        id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -41,6 +55,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     match args.command {
         Action::Create {
             authorisation: file,
+            rules,
         } => {
             let actor = globals.actor()?;
             let source = std::fs::read_to_string(&file)
@@ -48,9 +63,17 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             let name = file.display().to_string();
             let authorisation =
                 Authorisation::parse(&source, &name).map_err(|e| bad_input(e.to_string()))?;
+            let rules = crate::rules::for_registration(&authorisation, rules.as_deref())?;
             let state = globals.open()?;
             let project = state
-                .create_project(&authorisation, &source, &name, actor, today)
+                .create_project_with_rules(
+                    &authorisation,
+                    &source,
+                    &name,
+                    rules.as_ref(),
+                    actor,
+                    today,
+                )
                 .map_err(state_error)?;
             let record = project.record();
             println!(
@@ -108,6 +131,27 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             let state = globals.open()?;
             let project = state.project(&id).map_err(state_error)?;
             show(&project, today, json)?;
+        }
+        Action::Destroy { id, reason } => {
+            if reason.trim().is_empty() {
+                return Err(bad_input(
+                    "--reason is empty; say why (it goes into the audit log)",
+                ));
+            }
+            let actor = globals.actor()?;
+            let state = globals.open()?;
+            let d = state
+                .destroy_project(actor, &id, &reason)
+                .map_err(state_error)?;
+            println!(
+                "destroyed project {} before its retention date {}: key {}, {} files ({} bytes); {} released tables kept",
+                d.project,
+                d.retention_until,
+                d.key_id,
+                d.files.len(),
+                d.bytes,
+                d.released_kept
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -198,7 +242,13 @@ fn show(project: &Project<'_>, today: chrono::NaiveDate, json: bool) -> anyhow::
         .map(|v| format!("{}={}", v.name, v.coding))
         .collect();
     println!("  variables       {}", vars.join(", "));
-    println!("  disclosure      {}", a.disclosure.rules);
+    match &record.rules {
+        Some(rules) => println!(
+            "  disclosure      {} (sealed from {})",
+            a.disclosure.rules, rules.file
+        ),
+        None => println!("  disclosure      {} (built in)", a.disclosure.rules),
+    }
     println!(
         "  roles           steward {}; researcher {}; reviewer {}",
         a.roles.steward.join(", "),

@@ -15,7 +15,9 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Action {
     /// Destroy the key, pseudonym map, extracts, views and unreleased outputs of every project
-    /// past its retention date (extensions counted); released tables are kept.
+    /// past its retention date (extensions counted); released tables are kept. Needs a steward
+    /// of every project that is due (else nothing is destroyed); a later day rehearsed with
+    /// KLUIS_TODAY only with --dry-run.
     Enforce {
         /// Only list what would be destroyed.
         #[arg(long)]

@@ -144,10 +144,10 @@ impl Env {
         cmd
     }
 
-    /// `kluis output list --json` as records.
+    /// `kluis output list --json` as records (a reviewer's view).
     pub fn outputs(&self) -> Vec<serde_json::Value> {
         let out = self
-            .kluis("", REAL_DAY)
+            .kluis("vera", REAL_DAY)
             .args(["output", "list", "--json"])
             .output()
             .unwrap();

@@ -1,0 +1,169 @@
+//! What the state holds must be accounted for in the audit log: the log is the only record of
+//! who did what, so a log that was wiped, replaced by another, or cut back must not verify while
+//! the projects, keys and outputs it no longer mentions are still there.
+//!
+//! Checked by `audit verify`, after the chain and its head file:
+//! - the log is not empty (`init` writes its first entry) and starts with `init`;
+//! - every registered project has its registration in the log, with its authorisation's sha256,
+//!   generation and key id, and a destroyed one its destruction;
+//! - every sealed key belongs to a registered, undestroyed project of that generation;
+//! - every directory under `projects/` is a registered project;
+//! - every stored output (`outputs/ID/`) and released table (`released/ID.csv`) of a project is
+//!   named in one of that project's entries.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kluis_audit::Entry;
+
+use crate::StateError;
+use crate::state::{HEAD_FILE, PROJECTS, State};
+
+fn tampered(what: String) -> StateError {
+    StateError::Tampered { what }
+}
+
+/// The names of the entries of a directory (none when it does not exist).
+fn names(dir: &Path) -> Result<Vec<String>, StateError> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(StateError::Io {
+            path: dir.display().to_string(),
+            error,
+        }),
+        Ok(entries) => {
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|error| StateError::Io {
+                    path: dir.display().to_string(),
+                    error,
+                })?;
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            out.sort();
+            Ok(out)
+        }
+    }
+}
+
+/// Whether `name` is an output id of `project` (`99-001-0003`).
+fn is_output_id(project: &str, name: &str) -> bool {
+    name.strip_prefix(project)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
+    let records = state.projects()?;
+    let keys: Vec<(String, u32)> = {
+        let mut stmt = state
+            .conn
+            .prepare("SELECT project_id, generation FROM keys ORDER BY project_id")?;
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let directories = names(&state.home().join(PROJECTS))?;
+    if entries == 0 {
+        let mut found = vec![format!("{} registered projects", records.len())];
+        found.push(format!("{} sealed project keys", keys.len()));
+        found.push(format!("{} project directories", directories.len()));
+        if state.home().join(HEAD_FILE).exists() {
+            found.push(format!("the head file {HEAD_FILE}"));
+        }
+        return Err(tampered(format!(
+            "the audit log is empty, but `kluis init` writes its first entry, so it was wiped; the state still holds {}",
+            found.join(", ")
+        )));
+    }
+    let log = state.audit_entries(None)?;
+    if log[0].action != "init" {
+        return Err(tampered(format!(
+            "the audit log starts with `{}`, not with `init`: its beginning was replaced",
+            log[0].action
+        )));
+    }
+
+    for record in &records {
+        let of_project = |e: &&Entry| e.project.as_deref() == Some(record.id.as_str());
+        let generation =
+            |e: &Entry| e.details["generation"].as_u64() == Some(record.generation.into());
+        let registered = log.iter().filter(of_project).any(|e| {
+            e.action == "project.create"
+                && generation(e)
+                && e.details["sha256"] == record.authorisation_sha256.as_str()
+                && e.details["key_id"] == record.key_id.as_str()
+        });
+        if !registered {
+            return Err(tampered(format!(
+                "project {} (generation {}) is registered, but the audit log holds no registration of it with that authorisation (sha256 {}) and key {}: the project or the log was replaced",
+                record.id, record.generation, record.authorisation_sha256, record.key_id
+            )));
+        }
+        if record.destroyed_on.is_some() {
+            let destroyed = log.iter().filter(of_project).any(|e| {
+                (e.action == "retention.destroy" || e.action == "project.destroy") && generation(e)
+            });
+            if !destroyed {
+                return Err(tampered(format!(
+                    "project {} is marked destroyed, but the audit log holds no destruction of generation {}",
+                    record.id, record.generation
+                )));
+            }
+        }
+        // Outputs and released tables kluis wrote are each named in an entry of the project.
+        let mentioned: BTreeSet<String> = log
+            .iter()
+            .filter(of_project)
+            .flat_map(|e| {
+                let text = e.details.to_string();
+                let mut ids = Vec::new();
+                let mut rest = text.as_str();
+                while let Some(at) = rest.find(&record.id) {
+                    let tail = &rest[at..];
+                    let end = tail
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                        .unwrap_or(tail.len());
+                    ids.push(tail[..end].to_owned());
+                    rest = &tail[end..];
+                }
+                ids
+            })
+            .collect();
+        let dir = state.home().join(PROJECTS).join(&record.id);
+        let stored = names(&dir.join("outputs"))?
+            .into_iter()
+            .filter(|n| is_output_id(&record.id, n));
+        let released = names(&dir.join("released"))?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".csv").map(str::to_owned))
+            .filter(|n| is_output_id(&record.id, n));
+        for output in stored.chain(released) {
+            if !mentioned.contains(&output) {
+                return Err(tampered(format!(
+                    "output {output} is in the state directory, but no entry of project {} in the audit log names it: the log was replaced or the output put there outside kluis",
+                    record.id
+                )));
+            }
+        }
+    }
+
+    for (project, generation) in &keys {
+        let owner = records
+            .iter()
+            .find(|r| &r.id == project && r.generation == *generation && r.destroyed_on.is_none());
+        if owner.is_none() {
+            return Err(tampered(format!(
+                "the key store holds a key for project {project} generation {generation}, which is not a registered, undestroyed project"
+            )));
+        }
+    }
+
+    for name in &directories {
+        if !records.iter().any(|r| &r.id == name) {
+            return Err(tampered(format!(
+                "{PROJECTS}/{name} is in the state directory, but no project {name} is registered: the database was replaced or emptied"
+            )));
+        }
+    }
+    Ok(())
+}
