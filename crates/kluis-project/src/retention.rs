@@ -62,20 +62,19 @@ impl State {
                 .join(", "),
             reason,
         };
-        if !dry_run && today > real_today() {
+        if !dry_run && today > real_today() && !due.is_empty() {
             let reason = format!(
                 "{today} is a rehearsed day, later than today ({}); a rehearsal only shows what would go (--dry-run) and never destroys",
                 real_today()
             );
             let all: Vec<&ProjectRecord> = due.iter().collect();
             for record in &due {
-                self.refuse(
-                    actor,
-                    SYSTEM_ROLE,
-                    action,
-                    &record.id,
-                    refusal(&all[..], reason.clone()),
-                );
+                let refused = refusal(&all[..], reason.clone());
+                if let error @ StateError::Audit(_) =
+                    self.refuse(actor, SYSTEM_ROLE, action, &record.id, refused)
+                {
+                    return Err(error);
+                }
             }
             return Err(refusal(&all[..], reason));
         }
@@ -93,13 +92,12 @@ impl State {
                     .join("; ")
             );
             for record in &not_steward {
-                self.refuse(
-                    actor,
-                    "none",
-                    action,
-                    &record.id,
-                    refusal(&not_steward[..], reason.clone()),
-                );
+                let refused = refusal(&not_steward[..], reason.clone());
+                if let error @ StateError::Audit(_) =
+                    self.refuse(actor, "none", action, &record.id, refused)
+                {
+                    return Err(error);
+                }
             }
             return Err(refusal(&not_steward[..], reason));
         }

@@ -546,3 +546,46 @@ fn editing_the_database_directly_is_caught_by_audit_verify() {
     let error = State::open(&home).unwrap().verify_audit().unwrap_err();
     assert!(error.to_string().contains("entry 2 was altered"), "{error}");
 }
+
+#[test]
+fn an_edited_project_record_stops_every_use_of_it() {
+    let (_dir, home) = fresh();
+    let state = State::open(&home).unwrap();
+    let today = day("2026-03-01");
+    state
+        .create_project(&demo(), DEMO, "demo.toml", "sam", today)
+        .unwrap();
+    drop(state);
+    // Each column on its own: the seal covers them all.
+    for edit in [
+        "UPDATE projects SET created_by = 'mallory'",
+        "UPDATE projects SET generation = 2",
+        "UPDATE projects SET destroyed_on = '2026-03-02'",
+        "UPDATE projects SET rules = 'name = \"x\"'",
+    ] {
+        let copy = tempfile::tempdir().unwrap();
+        let home_copy = copy.path().join("state");
+        std::fs::create_dir(&home_copy).unwrap();
+        for file in ["master.key", "kluis.db", "audit.head"] {
+            std::fs::copy(home.join(file), home_copy.join(file)).unwrap();
+        }
+        std::fs::create_dir_all(home_copy.join("projects/99-001")).unwrap();
+        rusqlite::Connection::open(home_copy.join("kluis.db"))
+            .unwrap()
+            .execute_batch(edit)
+            .unwrap();
+        let state = State::open(&home_copy).unwrap();
+        for error in [
+            state.project("99-001").unwrap_err(),
+            state.verify_audit().unwrap_err(),
+        ] {
+            assert!(
+                matches!(error, StateError::Tampered { .. }),
+                "{edit}: {error}"
+            );
+            assert!(error.to_string().contains("project 99-001"), "{error}");
+        }
+    }
+    // Untouched, it verifies.
+    State::open(&home).unwrap().verify_audit().unwrap();
+}

@@ -337,6 +337,15 @@ fn a_full_run_refuses_the_wrong_project_a_bad_column_and_a_non_researcher() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("needs the researcher role"));
+    // Writing out the whole population's view is a steward's diagnostic, never a researcher's.
+    env.run_full("rita", &job)
+        .arg("--export-view")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "job run with view export needs the steward role",
+        ));
+    assert!(!env.project_dir().join("view").exists());
     // The job names another project.
     let text = std::fs::read_to_string(job.join("job.toml"))
         .unwrap()

@@ -337,3 +337,20 @@ fn the_clock_cannot_be_turned_back_to_reopen_an_expired_project() {
             "KLUIS_TODAY=2020-01-01 is in the past",
         ));
 }
+
+#[test]
+fn a_closed_pipe_ends_kluis_quietly() {
+    // `kluis ... | head` once head has gone: the reading end is closed before kluis writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("kluis"))
+        .args(["codelist", "show", "countries"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+}

@@ -184,6 +184,7 @@ fn audit_summary(state: &State, project: &str) -> anyhow::Result<AuditSummary> {
         Err(StateError::Audit(AuditError::Tampered(tamper))) => Chain::Broken {
             reason: tamper.to_string(),
         },
+        Err(StateError::Tampered { what }) => Chain::Broken { reason: what },
         Err(e) => return Err(state_error(e)),
     };
     Ok(AuditSummary {
