@@ -71,17 +71,24 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             expect_head,
             checkpoint,
         } => {
+            // The overseer's anchors first: a rolled-back log must not be called intact.
+            let expected = match &expect_head {
+                Some(hash) => Some(state.verify_audit_expecting(hash).map_err(state_error)?.1),
+                None => None,
+            };
+            let held = match &checkpoint {
+                Some(file) => Some(state.verify_audit_checkpoint(file).map_err(state_error)?.1),
+                None => None,
+            };
             let verified = state.verify_audit().map_err(state_error)?;
             println!(
                 "audit log intact: {} entries; head hash {} (record it: a later `audit verify --expect-head` checks the log still holds it)",
                 verified.entries, verified.head_hash
             );
-            if let Some(hash) = expect_head {
-                let (_, seq) = state.verify_audit_expecting(&hash).map_err(state_error)?;
+            if let (Some(hash), Some(seq)) = (expect_head, expected) {
                 println!("  holds the expected head {hash} as entry {seq}");
             }
-            if let Some(file) = checkpoint {
-                let (_, c) = state.verify_audit_checkpoint(&file).map_err(state_error)?;
+            if let (Some(file), Some(c)) = (checkpoint, held) {
                 println!(
                     "  holds checkpoint {} (entry {} of {})",
                     file.display(),
