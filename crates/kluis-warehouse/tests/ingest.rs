@@ -422,12 +422,22 @@ fn a_refused_load_leaves_the_old_warehouse_byte_identical() {
     ));
     assert_eq!(rejections.len(), 1);
     assert_eq!(snapshot(&f.warehouse()), before);
-    // Nothing left beside it either.
-    let entries: Vec<_> = std::fs::read_dir(f.dir.path())
+    // Nothing left beside it either but the (empty) writers' lock, which stays by design.
+    let mut entries: Vec<_> = std::fs::read_dir(f.dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(entries.len(), 3, "{entries:?}");
+    entries.sort();
+    assert_eq!(
+        entries,
+        [".wh.kluis-lock", "person_years.csv", "persons.csv", "wh"]
+    );
+    assert_eq!(
+        std::fs::metadata(f.dir.path().join(".wh.kluis-lock"))
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -529,4 +539,37 @@ fn parquet_input_is_checked_like_csv() {
     );
     assert_eq!(rejections[0].field, "statuut");
     assert!(!years.is_empty());
+}
+
+#[test]
+fn one_writer_at_a_time_and_the_next_removes_what_a_killed_one_left() {
+    use kluis_warehouse::{Error, WarehouseWriter};
+    let f = Files::new();
+    // What a killed writer leaves: its staging directory, with person data in it.
+    let left = f.dir.path().join(".wh.kluis-tmp-Ab12Cd");
+    std::fs::create_dir(&left).unwrap();
+    std::fs::write(left.join("persons.parquet"), b"half a file").unwrap();
+    // Another target's staging, and a file that only looks alike, are not this writer's.
+    let other = f.dir.path().join(".wh2.kluis-tmp-Ab12Cd");
+    std::fs::create_dir(&other).unwrap();
+    let lookalike = f.dir.path().join(".wh.kluis-tmp-notes.txt");
+    std::fs::write(&lookalike, b"mine").unwrap();
+
+    let writer = WarehouseWriter::create(&f.warehouse()).unwrap();
+    assert!(!left.exists(), "the killed writer's staging is removed");
+    assert!(other.exists() && lookalike.exists());
+    // While it writes, a second writer of the same target is refused and removes nothing.
+    match WarehouseWriter::create(&f.warehouse()) {
+        Err(Error::Busy(target)) => assert_eq!(target, f.warehouse()),
+        Err(e) => panic!("expected Busy, got {e}"),
+        Ok(_) => panic!("expected Busy, got a second writer"),
+    }
+    let staging: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".wh.kluis-tmp-") && n != ".wh.kluis-tmp-notes.txt")
+        .collect();
+    assert_eq!(staging.len(), 1, "the first writer's staging is intact");
+    drop(writer);
+    WarehouseWriter::create(&f.warehouse()).unwrap();
 }
