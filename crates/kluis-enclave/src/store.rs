@@ -616,7 +616,12 @@ impl Store {
                 status: OutputStatus::Pending,
                 decision: None,
             };
-            let staged = tempfile::Builder::new()
+            let mut builder = tempfile::Builder::new();
+            // It becomes the output's directory: 0700 (tempfile would make it 0777 less the
+            // umask).
+            #[cfg(unix)]
+            builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+            let staged = builder
                 .prefix(".kluis-output-")
                 .tempdir_in(&outputs)
                 .map_err(io(&outputs))?;

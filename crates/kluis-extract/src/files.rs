@@ -194,7 +194,11 @@ pub fn write_extract(
         }
     }
 
-    let temp = tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    // It becomes the extract directory: 0700 (tempfile would make it 0777 less the umask).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let temp = builder
         .prefix(".extract-")
         .tempdir_in(&parent)
         .map_err(Error::io(&parent))?;

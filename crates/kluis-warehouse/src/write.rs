@@ -233,7 +233,11 @@ impl WarehouseWriter {
         };
         std::fs::create_dir_all(&parent).map_err(Error::io(&parent))?;
         let lock = lock_and_clean(&parent, &name)?;
-        let tmp = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        // It becomes the warehouse: 0700 (tempfile would make it 0777 less the umask).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let tmp = builder
             .prefix(&format!(".{name}.kluis-tmp-"))
             .tempdir_in(&parent)
             .map_err(Error::io(&parent))?;

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-const DEMO: &str = "../../examples/demo-authorisation.toml";
+/// Absolute: the commands run in a temporary working directory.
+const DEMO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/demo-authorisation.toml"
+);
 
 struct Env {
     dir: tempfile::TempDir,
