@@ -484,6 +484,23 @@ fn wrong_columns_refuse_the_file() {
 }
 
 #[test]
+fn a_file_without_its_header_does_not_show_the_insz_of_its_first_row() {
+    let f = Files::new();
+    let (persons, years) = good_persons();
+    // The header line left out: the first person's row is taken for the column names.
+    let p = f.write("persons.csv", &persons[0], &persons[1..]);
+    let y = f.write("person_years.csv", YEARS_HEADER, &years);
+    let e = run(&p, &y, &f.warehouse(), false)
+        .0
+        .unwrap_err()
+        .to_string();
+    let own = &persons[0][..11];
+    assert!(e.contains("missing column(s) insz"), "{e}");
+    assert!(e.contains("<a valid INSZ number, not shown>"), "{e}");
+    assert!(!e.contains(own), "{e}");
+}
+
+#[test]
 fn parquet_input_is_checked_like_csv() {
     let f = Files::new();
     let (persons, years) = good_persons();
