@@ -5,7 +5,9 @@
 //! Checked by `audit verify`, after the chain and its head file:
 //! - the log is not empty (`init` writes its first entry) and starts with `init`;
 //! - every registered project has its registration in the log, with its authorisation's sha256,
-//!   generation and key id, and a destroyed one its destruction;
+//!   generation and key id, and it is the latest registration the log holds; a destroyed one
+//!   has its destruction, and one the log destroyed is marked destroyed;
+//! - every project the log registered is still registered;
 //! - every sealed key belongs to a registered, undestroyed project of that generation;
 //! - every directory under `projects/` is a registered project;
 //! - every stored output (`outputs/ID/`) and released table (`released/ID.csv`) of a project is
@@ -17,7 +19,7 @@ use std::path::Path;
 use kluis_audit::Entry;
 
 use crate::StateError;
-use crate::state::{HEAD_FILE, PROJECTS, State};
+use crate::state::{HEAD_FILE, PROJECTS, ProjectRecord, State};
 
 fn tampered(what: String) -> StateError {
     StateError::Tampered { what }
@@ -51,6 +53,41 @@ fn is_output_id(project: &str, name: &str) -> bool {
     name.strip_prefix(project)
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_destruction(entry: &Entry) -> bool {
+    entry.action == "retention.destroy" || entry.action == "project.destroy"
+}
+
+/// Refuses a project record older than what the log says of it (`entries`: the project's
+/// entries): a generation the log has since replaced, or not destroyed though the log destroyed
+/// it. Either is an older copy of the record (and of its key) put back, which would make a
+/// destroyed key usable again. kluis writes the record before the entry, so a crash never
+/// leaves the log ahead: this is checked on every use of the project.
+pub(crate) fn not_behind_log(record: &ProjectRecord, entries: &[&Entry]) -> Result<(), StateError> {
+    let generation = u64::from(record.generation);
+    let latest = entries
+        .iter()
+        .filter(|e| e.action == "project.create")
+        .filter_map(|e| e.details["generation"].as_u64())
+        .max();
+    if latest.is_some_and(|latest| latest > generation) {
+        return Err(tampered(format!(
+            "project {} is registered as generation {generation}, but the audit log registered generation {} since: the project's record was replaced by an older copy",
+            record.id,
+            latest.unwrap_or_default()
+        )));
+    }
+    let destroyed = entries
+        .iter()
+        .any(|e| is_destruction(e) && e.details["generation"].as_u64() == Some(generation));
+    if destroyed && record.destroyed_on.is_none() {
+        return Err(tampered(format!(
+            "the audit log records the destruction of project {} generation {generation}, but it is registered as not destroyed: its record (and key) were brought back from an older copy",
+            record.id
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
@@ -99,16 +136,14 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
                 record.id, record.generation, record.authorisation_sha256, record.key_id
             )));
         }
-        if record.destroyed_on.is_some() {
-            let destroyed = log.iter().filter(of_project).any(|e| {
-                (e.action == "retention.destroy" || e.action == "project.destroy") && generation(e)
-            });
-            if !destroyed {
-                return Err(tampered(format!(
-                    "project {} is marked destroyed, but the audit log holds no destruction of generation {}",
-                    record.id, record.generation
-                )));
-            }
+        let of_record: Vec<&Entry> = log.iter().filter(of_project).collect();
+        not_behind_log(record, &of_record)?;
+        let destroyed = of_record.iter().any(|e| is_destruction(e) && generation(e));
+        if record.destroyed_on.is_some() && !destroyed {
+            return Err(tampered(format!(
+                "project {} is marked destroyed, but the audit log holds no destruction of generation {}",
+                record.id, record.generation
+            )));
         }
         // Outputs and released tables kluis wrote are each named in an entry of the project.
         let mentioned: BTreeSet<String> = log
@@ -144,6 +179,21 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
                     record.id
                 )));
             }
+        }
+    }
+
+    // Every project the log registered is still registered (destroyed or not): projects are
+    // never unregistered, so a missing one was deleted outside kluis.
+    let logged: BTreeSet<&str> = log
+        .iter()
+        .filter(|e| e.action == "project.create")
+        .filter_map(|e| e.project.as_deref())
+        .collect();
+    for id in logged {
+        if !records.iter().any(|r| r.id == id) {
+            return Err(tampered(format!(
+                "the audit log registered project {id}, but the state holds no project {id}: it was deleted outside kluis"
+            )));
         }
     }
 

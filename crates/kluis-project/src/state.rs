@@ -568,16 +568,22 @@ impl State {
         Ok(out)
     }
 
-    /// A registered project.
     /// The project with this id, also found by its authorisation's id (`23/224` for `23-224`).
+    /// Its record is checked against its seal and against the audit log: an older copy put
+    /// back (a destroyed or replaced key brought back to life) is refused.
     pub fn project(&self, id: &str) -> Result<Project<'_>, StateError> {
         let mut all = self.projects()?;
         let wanted = crate::authorisation::project_id(id);
         match all.iter().position(|p| p.id == wanted) {
-            Some(i) => Ok(Project {
-                state: self,
-                record: all.swap_remove(i),
-            }),
+            Some(i) => {
+                let record = all.swap_remove(i);
+                let entries = self.audit_entries(Some(&record.id))?;
+                crate::evidence::not_behind_log(&record, &entries.iter().collect::<Vec<_>>())?;
+                Ok(Project {
+                    state: self,
+                    record,
+                })
+            }
             None => Err(StateError::UnknownProject {
                 id: id.to_owned(),
                 known: all.into_iter().map(|p| p.id).collect(),

@@ -351,6 +351,43 @@ fn an_older_database_under_a_newer_head_file_is_caught() {
 }
 
 #[test]
+fn a_destroyed_project_brought_back_from_an_older_copy_is_caught_by_every_command() {
+    let env = Env::new();
+    let copy = env.dir.path().join("old.db");
+    std::fs::copy(env.home().join("kluis.db"), &copy).unwrap();
+    env.kluis("sam")
+        .args(["project", "destroy", "99-001", "--reason", "finished"])
+        .assert()
+        .success();
+    // Its sealed row and its key, as they were before, put back from the copy.
+    env.sql(&format!(
+        "ATTACH '{}' AS old;
+         DELETE FROM projects; INSERT INTO projects SELECT * FROM old.projects;
+         DELETE FROM keys; INSERT INTO keys SELECT * FROM old.keys;",
+        copy.display()
+    ));
+    env.verify_fails("records the destruction of project 99-001 generation 1, but it is registered as not destroyed");
+    for args in [
+        &["project", "show", "99-001"][..],
+        &["report", "--project", "99-001", "--out", "r.html"][..],
+    ] {
+        env.kluis("sam")
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("brought back from an older copy"));
+    }
+}
+
+#[test]
+fn a_project_deleted_from_the_database_is_caught() {
+    let env = Env::new();
+    env.sql("DELETE FROM keys; DELETE FROM projects;");
+    std::fs::remove_dir_all(env.home().join("projects/99-001")).unwrap();
+    env.verify_fails("the audit log registered project 99-001, but the state holds no project 99-001");
+}
+
+#[test]
 fn destruction_needs_the_steward_and_the_real_day() {
     let env = Env::new();
     // Registered (through the library) on a day before its retention date of 2026-06-30, which
