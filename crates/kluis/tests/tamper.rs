@@ -384,7 +384,9 @@ fn a_project_deleted_from_the_database_is_caught() {
     let env = Env::new();
     env.sql("DELETE FROM keys; DELETE FROM projects;");
     std::fs::remove_dir_all(env.home().join("projects/99-001")).unwrap();
-    env.verify_fails("the audit log registered project 99-001, but the state holds no project 99-001");
+    env.verify_fails(
+        "the audit log registered project 99-001, but the state holds no project 99-001",
+    );
 }
 
 #[test]
