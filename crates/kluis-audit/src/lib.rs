@@ -577,8 +577,32 @@ pub fn export_jsonl(conn: &Connection, out: &mut impl Write) -> Result<u64, Audi
 
 /// Checks the hash chain of an export without the anchor key: what an overseer can check alone.
 /// Compare the returned head hash with one kluis printed at an earlier `audit verify` to be sure
-/// the log was only ever extended.
+/// the log was only ever extended ([`verify_export_expecting`] does).
 pub fn verify_export(input: impl BufRead) -> Result<Verified, AuditError> {
+    read_export(input).map(|(verified, _)| verified)
+}
+
+/// [`verify_export`], and that the export holds the entry with `hash` (hex), a head an earlier
+/// verification printed: an export of a log rolled back to before it, or replaced, does not.
+/// Returns that entry's sequence number too.
+pub fn verify_export_expecting(
+    input: impl BufRead,
+    hash: &str,
+) -> Result<(Verified, u64), AuditError> {
+    let wanted = hash.trim().to_ascii_lowercase();
+    let (verified, entries) = read_export(input)?;
+    match entries.iter().find(|entry| entry.hash == wanted) {
+        Some(entry) => Ok((verified, entry.seq)),
+        None => Err(Tamper::ExpectedHeadMissing {
+            expected: wanted,
+            seq: None,
+        }
+        .into()),
+    }
+}
+
+/// The entries of an export, once their chain checked out.
+fn read_export(input: impl BufRead) -> Result<(Verified, Vec<Entry>), AuditError> {
     let mut entries = Vec::new();
     for (index, line) in input.lines().enumerate() {
         let line = line.map_err(|error| AuditError::Io {
@@ -601,10 +625,14 @@ pub fn verify_export(input: impl BufRead) -> Result<Verified, AuditError> {
             .map(|(entry, details)| (entry, details.as_str())),
         |_, _| true,
     )?;
-    Ok(Verified {
+    let verified = Verified {
         entries: count,
         head_hash: hex::encode(head),
-    })
+    };
+    Ok((
+        verified,
+        entries.into_iter().map(|(entry, _)| entry).collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -268,6 +268,22 @@ fn an_export_verifies_without_the_key_and_catches_edits() {
     assert_eq!(text.lines().count(), 5);
     let verified = verify_export(text.as_bytes()).unwrap();
     assert_eq!(verified, verify(&conn, &key()).unwrap());
+    // An overseer's earlier head is found in a later export, and not in one cut back before it.
+    let third = entries(&conn, None).unwrap()[2].hash.clone();
+    assert_eq!(
+        verify_export_expecting(text.as_bytes(), &third.to_uppercase())
+            .unwrap()
+            .1,
+        3
+    );
+    let older: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    assert!(matches!(
+        verify_export_expecting(older.as_bytes(), &third),
+        Err(AuditError::Tampered(Tamper::ExpectedHeadMissing {
+            seq: None,
+            ..
+        }))
+    ));
 
     let edited = text.replacen("\"rows\":20", "\"rows\":21", 1);
     assert!(matches!(

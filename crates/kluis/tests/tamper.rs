@@ -324,6 +324,46 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
         .code(1)
         .stderr(predicate::str::contains("(entry 3)"));
 
+    // The oversight body can check the same on an export, with no state directory or key.
+    let export = env.dir.path().join("audit.jsonl");
+    env.kluis("")
+        .args(["audit", "export"])
+        .arg(&export)
+        .assert()
+        .success();
+    let mut alone = Command::cargo_bin("kluis").unwrap();
+    alone
+        .env_remove("KLUIS_HOME")
+        .env("HOME", env.dir.path().join("nowhere"))
+        .env_remove("XDG_DATA_HOME")
+        .args(["audit", "verify-export"])
+        .arg(&export)
+        .args(["--expect-head", &head])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "rolled back to an older copy or replaced",
+        ));
+    let first_head = {
+        let text = std::fs::read_to_string(&export).unwrap();
+        let entry: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        entry["hash"].as_str().unwrap().to_owned()
+    };
+    let mut alone = Command::cargo_bin("kluis").unwrap();
+    alone
+        .env_remove("KLUIS_HOME")
+        .env("HOME", env.dir.path().join("nowhere"))
+        .env_remove("XDG_DATA_HOME")
+        .args(["audit", "verify-export"])
+        .arg(&export)
+        .args(["--expect-head", &first_head])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "audit export chain intact: 2 entries",
+        ))
+        .stdout(predicate::str::contains("as entry 2"));
+
     // A checkpoint edited to point elsewhere is not this state directory's.
     let text = std::fs::read_to_string(&checkpoint).unwrap();
     std::fs::write(&checkpoint, text.replacen("\"seq\": 3", "\"seq\": 2", 1)).unwrap();

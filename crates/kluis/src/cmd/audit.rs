@@ -1,10 +1,12 @@
-//! `kluis audit show|verify|export`: read, check and hand over the audit log.
+//! `kluis audit show|verify|checkpoint|export|verify-export`: read, check, anchor and hand over
+//! the audit log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::exit::bad_input;
 use crate::trust::{Globals, state_error};
 
 #[derive(clap::Args)]
@@ -41,10 +43,24 @@ enum Action {
     Checkpoint { file: PathBuf },
     /// Write every entry as JSON Lines, for the oversight body.
     Export { file: PathBuf },
+    /// Check the hash chain of an export, with no state directory or key: what the oversight
+    /// body can check alone (the seals need the master key; `audit verify` checks them).
+    VerifyExport {
+        file: PathBuf,
+        /// A head hash an earlier verification printed: the export must hold that entry.
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+    },
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let state = globals.open()?;
+    // Every action but verify-export works on the state directory.
+    let state = match args.command {
+        Action::VerifyExport { file, expect_head } => {
+            return verify_export(&file, expect_head.as_deref());
+        }
+        _ => globals.open()?,
+    };
     match args.command {
         Action::Show { project, json } => {
             let entries = state
@@ -112,6 +128,32 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             let count = state.export_audit(&file).map_err(state_error)?;
             println!("wrote {count} audit entries to {}", file.display());
         }
+        Action::VerifyExport { .. } => unreachable!("verify-export returned above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_export(file: &std::path::Path, expect_head: Option<&str>) -> anyhow::Result<ExitCode> {
+    use kluis_audit::AuditError;
+    let input = std::fs::File::open(file)
+        .map(std::io::BufReader::new)
+        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+    let result = match expect_head {
+        Some(hash) => {
+            kluis_audit::verify_export_expecting(input, hash).map(|(v, seq)| (v, Some(seq)))
+        }
+        None => kluis_audit::verify_export(input).map(|v| (v, None)),
+    };
+    let (verified, seq) = result.map_err(|e| match e {
+        AuditError::BadExport { .. } => bad_input(format!("{}: {e}", file.display())),
+        e => anyhow::Error::new(e).context(format!("audit export {}", file.display())),
+    })?;
+    println!(
+        "audit export chain intact: {} entries; head hash {}",
+        verified.entries, verified.head_hash
+    );
+    if let (Some(hash), Some(seq)) = (expect_head, seq) {
+        println!("  holds the expected head {hash} as entry {seq}");
     }
     Ok(ExitCode::SUCCESS)
 }
