@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 
 pub use authorisation::{Authorisation, CheckError, Problem, RiskLimits, Role};
 pub use project::{Grant, Project, Usage};
-pub use retention::{Destruction, real_today};
+pub use retention::{Destruction, Enforcement, LeftForSteward, real_today};
 pub use state::{ProjectRecord, RulesFile, SYSTEM_ROLE, State, Status, default_home};
 
 #[derive(Debug, thiserror::Error)]

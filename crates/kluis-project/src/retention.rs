@@ -27,6 +27,24 @@ pub struct Destruction {
     pub released_kept: u64,
 }
 
+/// What a run of retention enforcement did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enforcement {
+    /// The due projects the actor is a steward of.
+    pub destroyed: Vec<Destruction>,
+    /// The due projects the actor is not a steward of: left for their stewards (each refusal
+    /// audited).
+    pub left: Vec<LeftForSteward>,
+}
+
+/// A project past its retention date that the actor may not destroy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftForSteward {
+    pub project: String,
+    pub retention_until: NaiveDate,
+    pub stewards: Vec<String>,
+}
+
 /// The day the system clock says it is: destruction is judged on it, never on a rehearsed one.
 pub fn real_today() -> NaiveDate {
     chrono::Local::now().date_naive()
@@ -37,15 +55,16 @@ impl State {
     /// can never be computed again), shreds everything in its directory except released
     /// tables, marks it destroyed and audits what went. With `dry_run`, only says what would go.
     ///
-    /// Destruction needs a steward: `actor` must be a steward of every project that is due, or
-    /// the run is refused (each refusal audited) and nothing is destroyed. A `today` later than
-    /// the system's date only rehearses: it is refused unless `dry_run`.
+    /// Destruction needs a steward: only the due projects `actor` is a steward of are destroyed;
+    /// the others are left for their stewards, each refusal audited. When `actor` is a steward
+    /// of none of the due projects, the run is refused. A `today` later than the system's date
+    /// only rehearses: it is refused unless `dry_run`.
     pub fn enforce_retention(
         &self,
         actor: &str,
         today: NaiveDate,
         dry_run: bool,
-    ) -> Result<Vec<Destruction>, StateError> {
+    ) -> Result<Enforcement, StateError> {
         let action = "retention.destroy";
         let due: Vec<ProjectRecord> = self
             .projects()?
@@ -78,31 +97,42 @@ impl State {
             }
             return Err(refusal(&all[..], reason));
         }
-        let not_steward: Vec<&ProjectRecord> = due
-            .iter()
-            .filter(|r| !r.authorisation.roles.of(actor).contains(&Role::Steward))
-            .collect();
+        let (mine, not_steward): (Vec<ProjectRecord>, Vec<ProjectRecord>) = due
+            .into_iter()
+            .partition(|r| r.authorisation.roles.of(actor).contains(&Role::Steward));
+        let mut left = Vec::new();
         if !not_steward.is_empty() {
+            let others: Vec<&ProjectRecord> = not_steward.iter().collect();
             let reason = format!(
-                "destroying a project needs its steward ({}); nothing was destroyed",
-                not_steward
+                "destroying a project needs its steward ({})",
+                others
                     .iter()
                     .map(|r| format!("{}: {}", r.id, r.authorisation.roles.steward.join(", ")))
                     .collect::<Vec<_>>()
                     .join("; ")
             );
-            for record in &not_steward {
-                let refused = refusal(&not_steward[..], reason.clone());
+            for record in &others {
+                let refused = refusal(&[record], reason.clone());
                 if let error @ StateError::Audit(_) =
                     self.refuse(actor, "none", action, &record.id, refused)
                 {
                     return Err(error);
                 }
             }
-            return Err(refusal(&not_steward[..], reason));
+            if mine.is_empty() {
+                return Err(refusal(&others, format!("{reason}; nothing was destroyed")));
+            }
+            left = others
+                .iter()
+                .map(|r| LeftForSteward {
+                    project: r.id.clone(),
+                    retention_until: r.authorisation.retention.effective(),
+                    stewards: r.authorisation.roles.steward.clone(),
+                })
+                .collect();
         }
         let mut done = Vec::new();
-        for record in due {
+        for record in mine {
             let until = record.authorisation.retention.effective();
             let destruction = self.plan_destruction(&record, until)?;
             if !dry_run {
@@ -117,7 +147,10 @@ impl State {
             }
             done.push(destruction);
         }
-        Ok(done)
+        Ok(Enforcement {
+            destroyed: done,
+            left,
+        })
     }
 
     /// Destroys a project before its retention date, when it is no longer needed: only one of

@@ -404,6 +404,7 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         state
             .enforce_retention("sam", day("2026-06-30"), false)
             .unwrap()
+            .destroyed
             .is_empty()
     );
 
@@ -431,7 +432,10 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         4
     );
 
-    let planned = state.enforce_retention("sam", after, true).unwrap();
+    let planned = state
+        .enforce_retention("sam", after, true)
+        .unwrap()
+        .destroyed;
     assert_eq!(planned.len(), 1);
     assert_eq!(planned[0].retention_until, day("2026-06-30"));
     assert_eq!(
@@ -447,7 +451,10 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         "a dry run destroys nothing"
     );
 
-    let done = state.enforce_retention("sam", after, false).unwrap();
+    let done = state
+        .enforce_retention("sam", after, false)
+        .unwrap()
+        .destroyed;
     assert_eq!(done, planned);
     assert!(!project_dir.join("pseudonyms.map").exists());
     assert!(!project_dir.join("extracts").exists());
@@ -477,6 +484,7 @@ fn retention_destroys_the_project_and_a_new_registration_gets_a_new_key() {
         state
             .enforce_retention("sam", after, false)
             .unwrap()
+            .destroyed
             .is_empty()
     );
 

@@ -438,20 +438,28 @@ fn destruction_needs_the_steward_and_the_real_day() {
         .unwrap()
         .replace("id = \"99/001\"", "id = \"99/003\"")
         .replace("until = 2031-12-31", "until = 2026-06-30");
-    let authorisation = kluis_project::Authorisation::parse(&short, "short.toml").unwrap();
+    // And another, due too, whose steward is tom.
+    let toms = short
+        .replace("id = \"99/003\"", "id = \"99/004\"")
+        .replace("steward = [\"sam\"]", "steward = [\"tom\"]");
     let state = kluis_project::State::open(&env.home()).unwrap();
-    state
-        .create_project(
-            &authorisation,
-            &short,
-            "short.toml",
-            "sam",
-            "2026-02-01".parse().unwrap(),
-        )
-        .unwrap();
+    for (text, steward) in [(&short, "sam"), (&toms, "tom")] {
+        let authorisation = kluis_project::Authorisation::parse(text, "short.toml").unwrap();
+        state
+            .create_project(
+                &authorisation,
+                text,
+                "short.toml",
+                steward,
+                "2026-02-01".parse().unwrap(),
+            )
+            .unwrap();
+    }
     drop(state);
     let map = env.home().join("projects/99-003/pseudonyms.map");
     std::fs::write(&map, b"stand-in for the encrypted map").unwrap();
+    let toms_map = env.home().join("projects/99-004/pseudonyms.map");
+    std::fs::write(&toms_map, b"stand-in for the encrypted map").unwrap();
 
     // A steward-less enforcement, a rehearsed later day, and an early destruction by anyone but
     // the steward are refused, and nothing goes.
@@ -489,21 +497,37 @@ fn destruction_needs_the_steward_and_the_real_day() {
         .env("KLUIS_TODAY", "2032-01-05")
         .args(["retention", "enforce", "--dry-run"])
         .assert()
-        .success()
+        .code(2)
         .stdout(predicate::str::contains("would destroy project 99-001"))
-        .stdout(predicate::str::contains("would destroy project 99-003"));
+        .stdout(predicate::str::contains("would destroy project 99-003"))
+        .stderr(predicate::str::contains(
+            "left for its steward to destroy: 99-004",
+        ));
     assert!(map.exists());
+    assert!(toms_map.exists());
+    // Each steward destroys their own; tom's project is left for him, and said so.
     env.kluis("sam")
         .args(["retention", "enforce"])
         .assert()
-        .success()
-        .stdout(predicate::str::contains("destroyed project 99-003"));
+        .code(2)
+        .stdout(predicate::str::contains("destroyed project 99-003"))
+        .stderr(predicate::str::contains(
+            "sam is not a steward of this project, left for its steward to destroy: 99-004 (retention date 2026-06-30 passed; steward tom)",
+        ));
     assert!(!map.exists());
+    assert!(toms_map.exists());
+    env.kluis("tom")
+        .args(["retention", "enforce"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("destroyed project 99-004"));
+    assert!(!toms_map.exists());
     env.kluis("")
         .args(["project", "list"])
         .assert()
         .success()
         .stdout(predicate::str::contains("99-001       active"))
-        .stdout(predicate::str::contains("99-003       destroyed"));
+        .stdout(predicate::str::contains("99-003       destroyed"))
+        .stdout(predicate::str::contains("99-004       destroyed"));
     env.kluis("").args(["audit", "verify"]).assert().success();
 }

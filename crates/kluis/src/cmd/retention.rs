@@ -1,9 +1,11 @@
-//! `kluis retention enforce [--dry-run]`: destroy every project whose retention date passed.
+//! `kluis retention enforce [--dry-run]`: destroy every project whose retention date passed and
+//! that the actor is a steward of.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::exit::bad_input;
 use crate::trust::{Globals, state_error, today};
 
 #[derive(clap::Args)]
@@ -15,9 +17,9 @@ pub struct Args {
 #[derive(Subcommand)]
 enum Action {
     /// Destroy the key, pseudonym map, extracts, views and unreleased outputs of every project
-    /// past its retention date (extensions counted); released tables are kept. Needs a steward
-    /// of every project that is due (else nothing is destroyed); a later day rehearsed with
-    /// KLUIS_TODAY only with --dry-run.
+    /// past its retention date (extensions counted) that you are a steward of; released tables
+    /// are kept. Due projects of other stewards are left for them (exit 2, naming them); a later
+    /// day rehearsed with KLUIS_TODAY only with --dry-run.
     Enforce {
         /// Only list what would be destroyed.
         #[arg(long)]
@@ -30,10 +32,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let actor = globals.actor()?;
     let state = globals.open()?;
     let today = today()?;
-    let done = state
+    let enforcement = state
         .enforce_retention(actor, today, dry_run)
         .map_err(state_error)?;
-    if done.is_empty() {
+    let done = &enforcement.destroyed;
+    if done.is_empty() && enforcement.left.is_empty() {
         println!("no project is past its retention date on {today}");
     }
     let verb = if dry_run {
@@ -41,7 +44,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     } else {
         "destroyed"
     };
-    for d in &done {
+    for d in done {
         println!(
             "{verb} project {} (retention date {} passed): key {}, {} files ({} bytes); {} released tables kept",
             d.project,
@@ -55,5 +58,28 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             println!("  {}", file.display());
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if enforcement.left.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let left: Vec<String> = enforcement
+        .left
+        .iter()
+        .map(|l| {
+            format!(
+                "{} (retention date {} passed; steward {})",
+                l.project,
+                l.retention_until,
+                l.stewards.join(", ")
+            )
+        })
+        .collect();
+    Err(bad_input(format!(
+        "{actor} is not a steward of {}, left for its steward to destroy: {}",
+        if left.len() == 1 {
+            "this project"
+        } else {
+            "these projects"
+        },
+        left.join("; ")
+    )))
 }
