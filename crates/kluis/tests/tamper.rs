@@ -378,6 +378,38 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
 }
 
 #[test]
+fn a_state_directory_deleted_and_started_again_fails_the_overseers_checkpoint() {
+    let env = Env::new();
+    let checkpoint = env.dir.path().join("checkpoint.json");
+    env.kluis("sam")
+        .args(["audit", "checkpoint"])
+        .arg(&checkpoint)
+        .assert()
+        .success();
+    let head = env.head_hash();
+    // Everything goes, and a new state directory takes its place: it verifies on its own...
+    std::fs::remove_dir_all(env.home()).unwrap();
+    env.kluis("mallory").arg("init").assert().success();
+    env.kluis("").args(["audit", "verify"]).assert().success();
+    // ...but holds neither what the oversight body was given nor a checkpoint it can open.
+    env.kluis("")
+        .args(["audit", "verify", "--expect-head", &head])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "rolled back to an older copy or replaced",
+        ));
+    env.kluis("")
+        .args(["audit", "verify", "--checkpoint"])
+        .arg(&checkpoint)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "not sealed by this state directory",
+        ));
+}
+
+#[test]
 fn an_older_database_under_a_newer_head_file_is_caught() {
     let env = Env::new();
     let copy = env.dir.path().join("old.db");
