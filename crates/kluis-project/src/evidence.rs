@@ -11,7 +11,8 @@
 //! - every sealed key belongs to a registered, undestroyed project of that generation;
 //! - every directory under `projects/` is a registered project;
 //! - every stored output (`outputs/ID/`) and released table (`released/ID.csv`) of a project is
-//!   named in one of that project's entries.
+//!   named in one of that project's entries;
+//! - every file an entry vouched for (`vouched_files`: the release ledger) is unchanged.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -145,6 +146,8 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
                 record.id, record.generation
             )));
         }
+        let dir = state.home().join(PROJECTS).join(&record.id);
+        check_vouched_files(&dir, record, &of_record)?;
         // Outputs and released tables kluis wrote are each named in an entry of the project.
         let mentioned: BTreeSet<String> = log
             .iter()
@@ -164,7 +167,6 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
                 ids
             })
             .collect();
-        let dir = state.home().join(PROJECTS).join(&record.id);
         let stored = names(&dir.join("outputs"))?
             .into_iter()
             .filter(|n| is_output_id(&record.id, n));
@@ -212,6 +214,93 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
         if !records.iter().any(|r| &r.id == name) {
             return Err(tampered(format!(
                 "{PROJECTS}/{name} is in the state directory, but no project {name} is registered: the database was replaced or emptied"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The key under which an entry's details vouch for files of its project, so that a file that
+/// decides what may happen (the release ledger, which differencing is checked against) and is
+/// not kept in the database is still covered by the chain: `{"vouched_files": {"ledger/X.json":
+/// "<sha256>", ...}}`, paths relative to the project directory.
+pub const VOUCHED_FILES: &str = "vouched_files";
+
+/// `{path relative to dir: sha256}` for every file under `dir/sub` (none when it is missing).
+pub(crate) fn vouch(dir: &Path, sub: &str) -> Result<serde_json::Value, StateError> {
+    let mut files = serde_json::Map::new();
+    let root = dir.join(sub);
+    if root.exists() {
+        let mut paths = Vec::new();
+        crate::project::walk(&root, &mut |path, _| paths.push(path.to_owned()))?;
+        paths.sort();
+        for path in paths {
+            let relative = path.strip_prefix(dir).unwrap_or(&path);
+            files.insert(
+                relative.display().to_string(),
+                serde_json::Value::String(sha256_of(&path)?),
+            );
+        }
+    }
+    Ok(serde_json::Value::Object(files))
+}
+
+fn sha256_of(path: &Path) -> Result<String, StateError> {
+    use sha2::Digest;
+    let io = |error| StateError::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    use std::io::Read;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buffer).map_err(io)? {
+            0 => break,
+            n => hasher.update(&buffer[..n]),
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks that every file the project's entries vouched for (since its latest registration:
+/// destruction shreds them) is still there with that content. A destroyed project has none.
+pub(crate) fn check_vouched_files(
+    dir: &Path,
+    record: &ProjectRecord,
+    entries: &[&Entry],
+) -> Result<(), StateError> {
+    if record.destroyed_on.is_some() {
+        return Ok(());
+    }
+    let since = entries
+        .iter()
+        .rposition(|e| e.action == "project.create")
+        .unwrap_or(0);
+    let mut vouched = std::collections::BTreeMap::new();
+    for entry in &entries[since..] {
+        if let Some(files) = entry.details[VOUCHED_FILES].as_object() {
+            for (path, sha) in files {
+                vouched.insert(path.clone(), (entry.seq, sha.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    for (path, (seq, sha)) in vouched {
+        let file = dir.join(&path);
+        let found = match file.exists() {
+            true => Some(sha256_of(&file)?),
+            false => None,
+        };
+        if found.as_deref() != Some(sha) {
+            return Err(tampered(format!(
+                "{PROJECTS}/{}/{path}, which audit entry {seq} vouches for, was {} outside kluis: what is checked against it can no longer be trusted",
+                record.id,
+                if found.is_some() {
+                    "changed"
+                } else {
+                    "deleted"
+                }
             )));
         }
     }

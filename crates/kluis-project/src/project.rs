@@ -61,6 +61,24 @@ impl<'s> Project<'s> {
         self.dir().join("released")
     }
 
+    /// What an audit entry puts under [`crate::VOUCHED_FILES`] to vouch for every file under
+    /// `sub` of the project directory (the release ledger: `ledger`), so that a later change to
+    /// them is caught by [`Project::check_vouched_files`] and `audit verify`.
+    pub fn vouch_for(&self, sub: &str) -> Result<serde_json::Value, StateError> {
+        crate::evidence::vouch(&self.dir(), sub)
+    }
+
+    /// Fails when a file the project's audit entries vouched for was changed or deleted: check
+    /// before relying on them (the ledger, before differencing is judged against it).
+    pub fn check_vouched_files(&self) -> Result<(), StateError> {
+        let entries = self.state.audit_entries(Some(&self.record.id))?;
+        crate::evidence::check_vouched_files(
+            &self.dir(),
+            &self.record,
+            &entries.iter().collect::<Vec<_>>(),
+        )
+    }
+
     /// The encrypted pseudonym map.
     pub fn pseudonym_map_path(&self) -> PathBuf {
         self.dir().join("pseudonyms.map")

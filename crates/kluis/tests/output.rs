@@ -240,3 +240,50 @@ fn retention_destroys_pending_outputs_and_the_ledger_but_keeps_released_tables()
             .is_file()
     );
 }
+
+#[test]
+fn a_ledger_changed_after_a_release_stops_every_check_against_it() {
+    let env = Env::new(1500);
+    let job = env.job(
+        "careers",
+        &[
+            ("by_region", "count", BY_REGION),
+            ("by_sex", "count", BY_SEX),
+        ],
+    );
+    env.run_full("rita", &job).assert().success();
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0001", "--reason", "fine"])
+        .assert()
+        .success();
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+    // Emptying the released output's person sets would let a later table difference it.
+    let units = env.project_dir().join("ledger/99-001-0001.units");
+    std::fs::write(&units, b"").unwrap();
+    let said = "ledger/99-001-0001.units, which audit entry";
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said))
+        .stderr(predicate::str::contains("was changed outside kluis"));
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0002", "--reason", "fine"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said));
+    env.run_full("rita", &job)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said));
+    // Deleted altogether, likewise.
+    std::fs::remove_file(&units).unwrap();
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("was deleted outside kluis"));
+}

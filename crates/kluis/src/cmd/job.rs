@@ -442,6 +442,8 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .authorise(actor, role, action, today()?)
         .map_err(state_error)?;
     let rules = crate::rules::of_project(&project)?;
+    // Differencing is judged against the ledger: it must be as the log last vouched.
+    project.check_vouched_files().map_err(state_error)?;
     let warehouse = Warehouse::open(&warehouse_dir)
         .map_err(|e| bad_input(format!("warehouse {}: {e}", warehouse_dir.display())))?;
 

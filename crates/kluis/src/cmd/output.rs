@@ -224,6 +224,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .authorise_release(actor, &record.submitter, "output release", today()?)
                 .map_err(state_error)?;
             let rules = crate::rules::of_project(&project)?;
+            // Differencing is judged against the ledger: it must be as the log last vouched.
+            project.check_vouched_files().map_err(state_error)?;
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let (record, files) = store
                 .release(&id, actor, &reason, &now, &rules, &project.released_dir())
@@ -236,6 +238,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     "cells": record.cells,
                     "withheld": record.suppressed,
+                    kluis_project::VOUCHED_FILES: project.vouch_for("ledger").map_err(state_error)?,
                 }))
                 .map_err(state_error)?;
             println!("released output {id}:");
