@@ -226,11 +226,10 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
 /// "<sha256>", ...}}`, paths relative to the project directory.
 pub const VOUCHED_FILES: &str = "vouched_files";
 
-/// `{path relative to dir: sha256}` for every file under `dir/sub` (none when it is missing).
-pub(crate) fn vouch(dir: &Path, sub: &str) -> Result<serde_json::Value, StateError> {
+/// `{path relative to dir: sha256}` for every file under each `dir/sub` (none for a missing one).
+pub(crate) fn vouch(dir: &Path, subs: &[&str]) -> Result<serde_json::Value, StateError> {
     let mut files = serde_json::Map::new();
-    let root = dir.join(sub);
-    if root.exists() {
+    for root in subs.iter().map(|sub| dir.join(sub)).filter(|r| r.exists()) {
         let mut paths = Vec::new();
         crate::project::walk(&root, &mut |path, _| paths.push(path.to_owned()))?;
         paths.sort();

@@ -62,10 +62,12 @@ impl<'s> Project<'s> {
     }
 
     /// What an audit entry puts under [`crate::VOUCHED_FILES`] to vouch for every file under
-    /// `sub` of the project directory (the release ledger: `ledger`), so that a later change to
-    /// them is caught by [`Project::check_vouched_files`] and `audit verify`.
-    pub fn vouch_for(&self, sub: &str) -> Result<serde_json::Value, StateError> {
-        crate::evidence::vouch(&self.dir(), sub)
+    /// each of `subs` of the project directory (the release ledger `ledger`, a pending output
+    /// `outputs/ID`), so that a later change to them is caught by
+    /// [`Project::check_vouched_files`] and `audit verify`. Whoever changes a vouched file
+    /// vouches for it again in the entry of that change.
+    pub fn vouch_for(&self, subs: &[&str]) -> Result<serde_json::Value, StateError> {
+        crate::evidence::vouch(&self.dir(), subs)
     }
 
     /// Fails when a file the project's audit entries vouched for was changed or deleted: check

@@ -242,7 +242,7 @@ fn retention_destroys_pending_outputs_and_the_ledger_but_keeps_released_tables()
 }
 
 #[test]
-fn a_ledger_changed_after_a_release_stops_every_check_against_it() {
+fn a_pending_output_or_ledger_changed_outside_kluis_stops_every_check_against_it() {
     let env = Env::new(1500);
     let job = env.job(
         "careers",
@@ -252,8 +252,27 @@ fn a_ledger_changed_after_a_release_stops_every_check_against_it() {
         ],
     );
     env.run_full("rita", &job).assert().success();
+    // A pending output's report (which cells are published) edited after it was checked.
+    let report = env.project_dir().join("outputs/99-001-0002/report.json");
+    let checked = std::fs::read(&report).unwrap();
+    let mut edited = checked.clone();
+    edited.push(b' ');
+    std::fs::write(&report, &edited).unwrap();
     env.kluis("vera", REAL_DAY)
         .args(["output", "release", "99-001-0001", "--reason", "fine"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "outputs/99-001-0002/report.json, which audit entry",
+        ));
+    std::fs::write(&report, &checked).unwrap();
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0001", "--reason", "fine"])
+        .assert()
+        .success();
+    // Releasing and rejecting change the output's record, and vouch for it again.
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "reject", "99-001-0002", "--reason", "not needed"])
         .assert()
         .success();
     env.kluis("", REAL_DAY)
@@ -270,7 +289,7 @@ fn a_ledger_changed_after_a_release_stops_every_check_against_it() {
         .code(1)
         .stderr(predicate::str::contains(said))
         .stderr(predicate::str::contains("was changed outside kluis"));
-    env.kluis("vera", REAL_DAY)
+    env.kluis("victor", REAL_DAY)
         .args(["output", "release", "99-001-0002", "--reason", "fine"])
         .assert()
         .code(1)

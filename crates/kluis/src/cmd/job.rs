@@ -442,7 +442,8 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .authorise(actor, role, action, today()?)
         .map_err(state_error)?;
     let rules = crate::rules::of_project(&project)?;
-    // Differencing is judged against the ledger: it must be as the log last vouched.
+    // Differencing is judged against the ledger and the pending outputs: they must be as the
+    // log last vouched for them.
     project.check_vouched_files().map_err(state_error)?;
     let warehouse = Warehouse::open(&warehouse_dir)
         .map_err(|e| bad_input(format!("warehouse {}: {e}", warehouse_dir.display())))?;
@@ -463,8 +464,16 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let records = store
         .submit(&job, &tables, &rules, actor, &now)
         .map_err(|e| anyhow::Error::new(e).context("checking the outputs"))?;
+    let stored: Vec<String> = records
+        .iter()
+        .map(|r| format!("outputs/{}", r.id))
+        .collect();
+    let vouched = project
+        .vouch_for(&stored.iter().map(String::as_str).collect::<Vec<_>>())
+        .map_err(state_error)?;
     grant
         .record(json!({
+            kluis_project::VOUCHED_FILES: vouched,
             "job": job.name,
             "job_dir": job.dir.display().to_string(),
             "view_person_years": rows,

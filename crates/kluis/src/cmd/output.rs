@@ -218,14 +218,15 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             reason_given(&reason)?;
             let project = project_of(&state, &id)?;
             let actor = globals.actor()?;
+            // The output as checked (its verdict, report and person sets) and the ledger it is
+            // judged against must be as the log last vouched for them.
+            project.check_vouched_files().map_err(state_error)?;
             let store = Store::new(&project.dir(), project.id());
             let record = store.load(&id).map_err(store_error)?.record;
             let grant = project
                 .authorise_release(actor, &record.submitter, "output release", today()?)
                 .map_err(state_error)?;
             let rules = crate::rules::of_project(&project)?;
-            // Differencing is judged against the ledger: it must be as the log last vouched.
-            project.check_vouched_files().map_err(state_error)?;
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let (record, files) = store
                 .release(&id, actor, &reason, &now, &rules, &project.released_dir())
@@ -238,7 +239,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                     "cells": record.cells,
                     "withheld": record.suppressed,
-                    kluis_project::VOUCHED_FILES: project.vouch_for("ledger").map_err(state_error)?,
+                    kluis_project::VOUCHED_FILES: project
+                        .vouch_for(&["ledger", &format!("outputs/{id}")])
+                        .map_err(state_error)?,
                 }))
                 .map_err(state_error)?;
             println!("released output {id}:");
@@ -267,6 +270,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "output": id,
                     "submitter": record.submitter,
                     "reason": reason,
+                    kluis_project::VOUCHED_FILES: project
+                        .vouch_for(&[&format!("outputs/{id}")])
+                        .map_err(state_error)?,
                 }))
                 .map_err(state_error)?;
             println!("rejected output {id}; it stays in the state directory until retention ends");
