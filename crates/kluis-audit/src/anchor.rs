@@ -99,10 +99,24 @@ impl HeadFile {
 }
 
 /// Checks the log (entry hashes by position: `hashes[seq - 1]`) against the head file's marks.
-/// Every mark must name an entry the log has, with the same hash. The log may be one entry ahead
-/// of the last mark (kluis was stopped between committing an entry and appending its mark), not
-/// more: that means marks were removed.
+/// Every mark must name an entry the log has, with the same hash. A mark may be missing where
+/// kluis was stopped between committing an entry and appending its mark, so one entry may lack
+/// its mark at the end, at the start or between two marks; never two in a row: that means marks
+/// were removed, or the head file was deleted and started again by a later append.
 pub(crate) fn check_marks(hashes: &[[u8; 32]], marks: &[HeadMark]) -> Result<(), Tamper> {
+    let mut seqs: Vec<u64> = marks.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut before = 0;
+    for &seq in &seqs {
+        if seq > before + 2 {
+            return Err(Tamper::HeadFileGap {
+                after: before,
+                next: seq,
+            });
+        }
+        before = seq;
+    }
     let last = hashes.len() as u64;
     let highest = marks.iter().map(|m| m.seq).max().unwrap_or(0);
     if highest > last {

@@ -136,6 +136,10 @@ pub enum Tamper {
     )]
     HeadFileTruncated { marked: u64, last: u64 },
     #[error(
+        "the head file beside the master key has no marks between entry {after} and entry {next}: marks were removed, or the head file was deleted and started again"
+    )]
+    HeadFileGap { after: u64, next: u64 },
+    #[error(
         "the checkpoint is not sealed by this state directory's master key (edited, or from another state directory)"
     )]
     BadCheckpoint,

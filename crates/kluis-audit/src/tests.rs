@@ -423,6 +423,37 @@ fn an_edited_or_cut_head_file_is_caught() {
 }
 
 #[test]
+fn a_head_file_missing_one_mark_is_a_crash_and_missing_two_in_a_row_is_tampering() {
+    let (_dir, conn, head) = anchored_log();
+    let text = std::fs::read_to_string(head.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let without = |dropped: &[usize]| {
+        let kept: Vec<&str> = (0..lines.len())
+            .filter(|i| !dropped.contains(i))
+            .map(|i| lines[i])
+            .collect();
+        kept.join("\n") + "\n"
+    };
+    // A crash between an entry's commit and its mark can leave any one mark out.
+    for dropped in [&[0][..], &[2], &[1, 3], &[4]] {
+        std::fs::write(head.path(), without(dropped)).unwrap();
+        assert!(verify_anchored(&conn, &key(), &head).is_ok(), "{dropped:?}");
+    }
+    std::fs::write(head.path(), without(&[1, 2])).unwrap();
+    assert_eq!(
+        anchored_tamper(&conn, &head),
+        Tamper::HeadFileGap { after: 1, next: 4 }
+    );
+    // Deleted, then started again by the next append: it no longer reaches back to the start.
+    std::fs::remove_file(head.path()).unwrap();
+    append_anchored(&conn, &key(), &head, entry("job.submit")).unwrap();
+    assert_eq!(
+        anchored_tamper(&conn, &head),
+        Tamper::HeadFileGap { after: 0, next: 6 }
+    );
+}
+
+#[test]
 fn a_checkpoint_catches_a_rollback_and_cannot_be_forged() {
     let (dir, conn, head) = anchored_log();
     let copy = dir.path().join("old.db");
