@@ -11,6 +11,17 @@ const BY_REGION: &str =
 const BY_SEX: &str = "SELECT sex, count(*) AS person_years FROM person_years GROUP BY sex";
 
 /// Makes victor a researcher too, so the four-eyes rule (not the role) is what stops him.
+/// The job of these tests: persons by region and by sex, outputs 0001 and 0002 of a run.
+fn careers(env: &Env) -> std::path::PathBuf {
+    env.job(
+        "careers",
+        &[
+            ("by_region", "count", BY_REGION),
+            ("by_sex", "count", BY_SEX),
+        ],
+    )
+}
+
 fn victor_researches(env: &Env) {
     let path = env.path("demo.toml");
     let text = std::fs::read_to_string(&path)
@@ -32,13 +43,7 @@ fn victor_researches(env: &Env) {
 fn release_needs_another_reviewer_and_release_and_reject_are_audited() {
     let env = Env::new(1500);
     victor_researches(&env);
-    let job = env.job(
-        "careers",
-        &[
-            ("by_region", "count", BY_REGION),
-            ("by_sex", "count", BY_SEX),
-        ],
-    );
+    let job = careers(&env);
     let text = std::fs::read_to_string(job.join("job.toml"))
         .unwrap()
         .replace("99/001", "99/002");
@@ -196,14 +201,7 @@ fn release_needs_another_reviewer_and_release_and_reject_are_audited() {
 #[test]
 fn retention_destroys_pending_outputs_and_the_ledger_but_keeps_released_tables() {
     let env = Env::new(1500);
-    let job = env.job(
-        "careers",
-        &[
-            ("by_region", "count", BY_REGION),
-            ("by_sex", "count", BY_SEX),
-        ],
-    );
-    env.run_full("rita", &job).assert().success();
+    env.run_full("rita", &careers(&env)).assert().success();
     env.kluis("vera", REAL_DAY)
         .args(["output", "release", "99-001-0001", "--reason", "fine"])
         .assert()
@@ -244,13 +242,7 @@ fn retention_destroys_pending_outputs_and_the_ledger_but_keeps_released_tables()
 #[test]
 fn a_pending_output_or_ledger_changed_outside_kluis_stops_every_check_against_it() {
     let env = Env::new(1500);
-    let job = env.job(
-        "careers",
-        &[
-            ("by_region", "count", BY_REGION),
-            ("by_sex", "count", BY_SEX),
-        ],
-    );
+    let job = careers(&env);
     env.run_full("rita", &job).assert().success();
     // A pending output's report (which cells are published) edited after it was checked.
     let report = env.project_dir().join("outputs/99-001-0002/report.json");

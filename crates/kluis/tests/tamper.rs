@@ -3,6 +3,7 @@
 //! destruction without the steward or on a rehearsed day. Each attempt is caught by
 //! `audit verify` and, where it matters, by the command that would act on it.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -56,11 +57,32 @@ impl Env {
 
     /// `audit verify` fails with exit 1, saying `what`.
     fn verify_fails(&self, what: &str) {
+        self.verify_fails_with(&[], what);
+    }
+
+    /// `audit verify ARGS` (an overseer's `--expect-head HASH` or `--checkpoint FILE`) fails
+    /// with exit 1, saying `what`.
+    fn verify_fails_with(&self, args: &[&OsStr], what: &str) {
         self.kluis("")
             .args(["audit", "verify"])
+            .args(args)
             .assert()
             .code(1)
             .stderr(predicate::str::contains(what));
+    }
+
+    /// `kluis audit verify-export EXPORT ARGS` as the oversight body runs it: no state
+    /// directory, no key.
+    fn verify_export_alone(&self, export: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+        Command::cargo_bin("kluis")
+            .unwrap()
+            .env_remove("KLUIS_HOME")
+            .env("HOME", self.dir.path().join("nowhere"))
+            .env_remove("XDG_DATA_HOME")
+            .args(["audit", "verify-export"])
+            .arg(export)
+            .args(args)
+            .assert()
     }
 
     fn head_hash(&self) -> String {
@@ -310,19 +332,11 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
     std::fs::rename(&old, env.home()).unwrap();
     env.kluis("").args(["audit", "verify"]).assert().success();
     // ...but not the one the overseer last saw.
-    env.kluis("")
-        .args(["audit", "verify", "--expect-head", &head])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "rolled back to an older copy or replaced",
-        ));
-    env.kluis("")
-        .args(["audit", "verify", "--checkpoint"])
-        .arg(&checkpoint)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("(entry 3)"));
+    env.verify_fails_with(
+        &["--expect-head".as_ref(), head.as_ref()],
+        "rolled back to an older copy or replaced",
+    );
+    env.verify_fails_with(&["--checkpoint".as_ref(), checkpoint.as_ref()], "(entry 3)");
 
     // The oversight body can check the same on an export, with no state directory or key.
     let export = env.dir.path().join("audit.jsonl");
@@ -331,15 +345,7 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
         .arg(&export)
         .assert()
         .success();
-    let mut alone = Command::cargo_bin("kluis").unwrap();
-    alone
-        .env_remove("KLUIS_HOME")
-        .env("HOME", env.dir.path().join("nowhere"))
-        .env_remove("XDG_DATA_HOME")
-        .args(["audit", "verify-export"])
-        .arg(&export)
-        .args(["--expect-head", &head])
-        .assert()
+    env.verify_export_alone(&export, &["--expect-head", &head])
         .code(1)
         .stderr(predicate::str::contains(
             "rolled back to an older copy or replaced",
@@ -349,15 +355,7 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
         let entry: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
         entry["hash"].as_str().unwrap().to_owned()
     };
-    let mut alone = Command::cargo_bin("kluis").unwrap();
-    alone
-        .env_remove("KLUIS_HOME")
-        .env("HOME", env.dir.path().join("nowhere"))
-        .env_remove("XDG_DATA_HOME")
-        .args(["audit", "verify-export"])
-        .arg(&export)
-        .args(["--expect-head", &first_head])
-        .assert()
+    env.verify_export_alone(&export, &["--expect-head", &first_head])
         .success()
         .stdout(predicate::str::contains(
             "audit export chain intact: 2 entries",
@@ -367,14 +365,10 @@ fn a_rollback_of_the_whole_state_directory_is_caught_against_a_checkpoint() {
     // A checkpoint edited to point elsewhere is not this state directory's.
     let text = std::fs::read_to_string(&checkpoint).unwrap();
     std::fs::write(&checkpoint, text.replacen("\"seq\": 3", "\"seq\": 2", 1)).unwrap();
-    env.kluis("")
-        .args(["audit", "verify", "--checkpoint"])
-        .arg(&checkpoint)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "not sealed by this state directory",
-        ));
+    env.verify_fails_with(
+        &["--checkpoint".as_ref(), checkpoint.as_ref()],
+        "not sealed by this state directory",
+    );
 }
 
 #[test]
@@ -392,21 +386,14 @@ fn a_state_directory_deleted_and_started_again_fails_the_overseers_checkpoint() 
     env.kluis("mallory").arg("init").assert().success();
     env.kluis("").args(["audit", "verify"]).assert().success();
     // ...but holds neither what the oversight body was given nor a checkpoint it can open.
-    env.kluis("")
-        .args(["audit", "verify", "--expect-head", &head])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "rolled back to an older copy or replaced",
-        ));
-    env.kluis("")
-        .args(["audit", "verify", "--checkpoint"])
-        .arg(&checkpoint)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "not sealed by this state directory",
-        ));
+    env.verify_fails_with(
+        &["--expect-head".as_ref(), head.as_ref()],
+        "rolled back to an older copy or replaced",
+    );
+    env.verify_fails_with(
+        &["--checkpoint".as_ref(), checkpoint.as_ref()],
+        "not sealed by this state directory",
+    );
 }
 
 #[test]
