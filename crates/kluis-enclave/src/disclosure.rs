@@ -7,7 +7,7 @@ use kluis_sdc::{Cell as SdcCell, CellStatus, Contributions, RuleSet, Statistic, 
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
-use crate::{Level, OutputTable};
+use crate::{Cell, Level, OutputTable};
 
 /// The key text kluis-sdc gets for a NULL dimension value.
 pub const MISSING: &str = "(missing)";
@@ -82,13 +82,19 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
                 Statistic::Count | Statistic::Sum => value * w,
                 _ => value,
             };
+            let judged = scale(contributors(c, table.statistic));
+            let count = table.statistic == Statistic::Count;
             SdcCell {
                 key: c.key.iter().map(|l| level_key(l).to_string()).collect(),
                 value,
                 rows: scale(c.stats.rows),
-                units: scale(c.stats.units),
-                nonnull_units: scale(c.stats.nonnull_units),
-                nonzero_units: scale(c.stats.nonzero_units),
+                units: if count { judged } else { scale(c.stats.units) },
+                nonnull_units: judged,
+                nonzero_units: if count {
+                    judged
+                } else {
+                    scale(c.stats.nonzero_units)
+                },
                 contributions: (table.statistic != Statistic::Count).then_some(Contributions {
                     total: c.stats.total * w,
                     abs_total: c.stats.abs_total * w,
@@ -106,6 +112,24 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
         measure: Some(table.quantity.clone()),
         cells,
         overlapping: table.statistic == Statistic::Count && !margins_add_up(table),
+    }
+}
+
+/// The persons a cell's number is judged by: the fewest of each of its aggregates' own
+/// contributors (a count of naturalised persons is judged by the naturalised, not by everyone in
+/// the cell), and for a share also the persons outside its numerator (a share of all but two
+/// persons, with its base, gives those two away as a count would).
+pub fn contributors(cell: &Cell, statistic: Statistic) -> u64 {
+    let numerator = cell.units.len();
+    match &cell.denominator {
+        None => numerator,
+        Some(d) => {
+            let mut fewest = numerator.min(d.units.len());
+            if statistic == Statistic::Share {
+                fewest = fewest.min(d.units.len() - d.units.intersection_len(&cell.units));
+            }
+            fewest
+        }
     }
 }
 
@@ -161,7 +185,7 @@ pub fn at_risk(
         .filter(|(_, v)| v.status == CellStatus::Primary)
         .map(|(c, v)| AtRisk {
             key: c.key.clone(),
-            nonnull_units: c.stats.nonnull_units,
+            nonnull_units: contributors(c, table.statistic),
             scaled_units: scaling.scaled(&c.units),
             reasons: v.reasons.iter().map(|r| r.name()).collect(),
         })

@@ -14,7 +14,8 @@ pub struct Output {
     pub sql_file: PathBuf,
     /// The SQL text.
     pub sql: String,
-    /// Column of `person_years` that identifies the privacy unit.
+    /// Column of `person_years` that identifies the privacy unit: always [`DEFAULT_UNIT`], the
+    /// authorisation's unit (persons, by their pseudonym). A job cannot choose another.
     pub unit: String,
     /// What kind of statistic the measure is (count, sum, mean, min, max, share); the
     /// disclosure rules depend on it.
@@ -176,13 +177,18 @@ impl Job {
                     problem: "is empty; write one SELECT over person_years".into(),
                 });
             }
-            let unit = o.unit.unwrap_or_else(|| DEFAULT_UNIT.to_string());
-            if unit.trim().is_empty() {
+            // The privacy unit belongs to the authorisation: every number is protected counting
+            // persons. A job that names another unit (`year`, a column it made up) would have
+            // its rows counted as "persons" and could publish per-person values.
+            if let Some(unit) = o.unit.as_deref().filter(|u| *u != DEFAULT_UNIT) {
                 return Err(invalid(
                     at("unit"),
-                    "is empty; name the privacy unit column (default pseudonym)".into(),
+                    format!(
+                        "is {unit:?}; the privacy unit is the authorisation's, persons by their `{DEFAULT_UNIT}`, and a job cannot choose another (leave `unit` out)"
+                    ),
                 ));
             }
+            let unit = DEFAULT_UNIT.to_string();
             if let Some(dims) = &o.dimensions {
                 let mut d = BTreeSet::new();
                 for name in dims {

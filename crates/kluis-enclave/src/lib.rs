@@ -8,6 +8,7 @@
 mod disclosure;
 mod job;
 mod limits;
+mod measure;
 mod policy;
 mod stats;
 mod store;
@@ -34,7 +35,9 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use roaring::RoaringBitmap;
 use serde::Serialize;
 
-pub use disclosure::{AtRisk, MISSING, Scaling, Stratum, at_risk, level_key, to_sdc_table};
+pub use disclosure::{
+    AtRisk, MISSING, Scaling, Stratum, at_risk, contributors, level_key, to_sdc_table,
+};
 pub use job::{DEFAULT_UNIT, Job, JobError, Output};
 pub use kluis_sdc::Statistic;
 pub use limits::{Limits, parse_duration, parse_memory};
@@ -155,9 +158,19 @@ pub struct Cell {
     pub key: Vec<Level>,
     /// The measure as the researcher's SQL computes it for this cell (margins included).
     pub value: Option<f64>,
+    /// The statistics of the measure's aggregate (of a ratio's numerator).
     pub stats: CellStats,
-    /// The units with a non-null measure behind the cell (`stats.nonnull_units` of them), for
-    /// the release ledger. Never written anywhere but the state directory.
+    /// The units the number depends on (a counted, non-zero contribution), for the release
+    /// ledger. Never written anywhere but the state directory.
+    pub units: RoaringBitmap,
+    /// A ratio's denominator (a mean's count, a share's base), judged by its own contributors.
+    pub denominator: Option<Term>,
+}
+
+/// One more aggregate a cell's value is made of, with its own persons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub stats: CellStats,
     pub units: RoaringBitmap,
 }
 
@@ -473,18 +486,27 @@ impl Enclave {
         let result = self
             .collect(output, accepted.plan.clone(), "running the query")
             .await?;
-        let unit_cells = units::unit_cells(&self.ctx, &accepted, &output.unit)
-            .await
-            .map_err(|e| match e {
-                units::UnitsError::DataFusion(e) => {
-                    self.execution_error(output, e, "computing the unit statistics")
-                }
-                units::UnitsError::Data(message) => EnclaveError::Execution {
-                    output: output.name.clone(),
-                    context: "computing the unit statistics",
-                    message,
-                },
-            })?;
+        let unit_error = |e| match e {
+            units::UnitsError::DataFusion(e) => {
+                self.execution_error(output, e, "computing the unit statistics")
+            }
+            units::UnitsError::Data(message) => EnclaveError::Execution {
+                output: output.name.clone(),
+                context: "computing the unit statistics",
+                message,
+            },
+        };
+        // Each aggregate of the value is checked with its own contributors.
+        let mut terms = Vec::new();
+        for term in accepted.shape.terms() {
+            terms.push(
+                units::unit_cells(&self.ctx, &accepted, term, &output.unit)
+                    .await
+                    .map_err(unit_error)?,
+            );
+        }
+        let denominator = (terms.len() > 1).then(|| terms.remove(1));
+        let unit_cells = terms.remove(0);
         let margins = if accepted.measure_bare && unit_cells.gives_values {
             None
         } else {
@@ -495,13 +517,11 @@ impl Enclave {
             })?;
             Some(self.collect(output, plan, "computing the margins").await?)
         };
-        let cells =
-            assemble_cells(&accepted, margins.as_deref(), unit_cells).map_err(|message| {
-                EnclaveError::Execution {
-                    output: output.name.clone(),
-                    context: "assembling the cells",
-                    message,
-                }
+        let cells = assemble_cells(&accepted, margins.as_deref(), unit_cells, denominator)
+            .map_err(|message| EnclaveError::Execution {
+                output: output.name.clone(),
+                context: "assembling the cells",
+                message,
             })?;
         let quantity = quantity_of(&accepted);
         Ok(OutputTable {
@@ -522,10 +542,7 @@ impl Enclave {
 /// hold the same number, whatever their other dimensions.
 fn quantity_of(acc: &policy::Accepted) -> String {
     use std::hash::{Hash, Hasher};
-    let mut f = acc.measure_aggregate.clone();
-    if f.func.name() == "avg" {
-        f.func = datafusion::functions_aggregate::sum::sum_udaf();
-    }
+    let f = acc.shape.terms()[0].clone();
     let aggregate = Expr::AggregateFunction(f).to_string();
     // The rows, as a fingerprint of the input plan: its text can be long and holds the SQL.
     let mut h = std::hash::DefaultHasher::new();
@@ -594,8 +611,27 @@ fn assemble_cells(
     acc: &policy::Accepted,
     margins: Option<&[RecordBatch]>,
     unit_cells: units::UnitCells,
+    denominator: Option<units::UnitCells>,
 ) -> Result<Vec<Cell>, String> {
     let values = margins.map(|m| margin_values(acc, m)).transpose()?;
+    // Both passes read the same rows with the same keys, so they have the same cells.
+    let mut denominators: HashMap<Vec<Level>, Term> = denominator
+        .map(|d| {
+            d.cells
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.key,
+                        Term {
+                            stats: c.stats,
+                            units: c.units,
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let ratio = !denominators.is_empty();
     let order: Vec<usize> = acc.dims.iter().map(|&(_, g)| g).collect();
     let mut cells: Vec<Cell> = unit_cells
         .cells
@@ -605,14 +641,19 @@ fn assemble_cells(
                 Some(v) => v.get(&c.key).copied().flatten(),
                 None => c.value,
             };
-            Cell {
+            let denominator = denominators.remove(&c.key);
+            if ratio && denominator.is_none() {
+                return Err(format!("the denominator has no cell {:?}", c.key));
+            }
+            Ok(Cell {
                 key: order.iter().map(|&g| c.key[g].clone()).collect(),
                 value,
                 stats: c.stats,
                 units: c.units,
-            }
+                denominator,
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     // Finest cells first, then by key: deterministic output.
     cells.sort_by(|a, b| {
         let totals = |c: &Cell| c.key.iter().filter(|l| **l == Level::Total).count();

@@ -40,7 +40,6 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Distinct, Expr, JoinType, LogicalPlan, Operator, Projection,
     SubqueryAlias,
@@ -48,6 +47,7 @@ use datafusion::logical_expr::{
 use serde::Deserialize;
 
 use crate::job::Output;
+use crate::measure::Shape;
 use kluis_sdc::Statistic;
 
 /// Why an output was refused. Each message names the construct.
@@ -137,12 +137,21 @@ pub enum Violation {
     )]
     SeveralMeasures { found: Vec<String> },
     #[error(
-        "measure `{measure}` computes no aggregate matching statistic `{statistic}` (it uses: {found})"
+        "measure `{measure}` is {found}, which kluis cannot count the persons of; accepted: {accepted}"
     )]
-    MeasureMismatch {
+    UnsupportedMeasure {
+        measure: String,
+        found: String,
+        accepted: &'static str,
+    },
+    #[error(
+        "measure `{measure}` is declared statistic `{statistic}` but computes {found}; a {statistic} is {expected}"
+    )]
+    StatisticMismatch {
         measure: String,
         statistic: Statistic,
         found: String,
+        expected: &'static str,
     },
     #[error("measure `{measure}` has type {data_type}; a measure must be numeric")]
     MeasureNotNumeric { measure: String, data_type: String },
@@ -209,9 +218,9 @@ pub(crate) struct Accepted {
     pub dim_names: Vec<String>,
     pub measure_index: usize,
     pub measure_name: String,
-    /// The measure's aggregate in `aggregate.aggr_expr`.
-    pub measure_aggregate: AggregateFunction,
-    /// Whether the measure column is that aggregate itself (not an expression of it).
+    /// The aggregates the measure is made of.
+    pub shape: Shape,
+    /// Whether the measure column is its one aggregate itself (not an expression of it).
     pub measure_bare: bool,
 }
 
@@ -887,44 +896,24 @@ pub(crate) fn check(
         });
     }
 
-    // The measure's aggregate: the one it uses that fits the statistic.
-    let used: Vec<&AggregateFunction> = origins[measure_index]
-        .refs
-        .iter()
-        .filter(|&&i| i >= k)
-        .filter_map(|&i| match strip_alias(&aggregate.aggr_expr[i - k]) {
-            Expr::AggregateFunction(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    let wanted: &[&str] = match output.statistic {
-        Statistic::Count => &["count"],
-        Statistic::Sum => &["sum"],
-        Statistic::Mean => &["avg", "sum"],
-        Statistic::Min => &["min"],
-        Statistic::Max => &["max"],
-        Statistic::Share => &["avg", "sum", "count"],
+    let shape = crate::measure::shape_of(
+        aggregate,
+        &chain,
+        measure_index,
+        &measure_name,
+        &output.unit,
+        output.statistic,
+    )?;
+    // The measure column is the one aggregate itself: the unit pass gives its values.
+    let measure_bare = match &shape {
+        Shape::Single { term, scale } => {
+            *scale == 1.0
+                && origins[measure_index].bare.is_some_and(|i| {
+                    i >= k && matches!(strip_alias(&aggregate.aggr_expr[i - k]), Expr::AggregateFunction(f) if f == term)
+                })
+        }
+        Shape::Ratio { .. } => false,
     };
-    let measure_aggregate = wanted
-        .iter()
-        .find_map(|w| used.iter().find(|f| f.func.name() == *w))
-        .map(|f| (*f).clone())
-        .ok_or_else(|| Violation::MeasureMismatch {
-            measure: measure_name.clone(),
-            statistic: output.statistic,
-            found: if used.is_empty() {
-                "no aggregate".into()
-            } else {
-                used.iter()
-                    .map(|f| f.func.name().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        })?;
-
-    let measure_bare = origins[measure_index].bare.is_some_and(|i| {
-        i >= k && matches!(strip_alias(&aggregate.aggr_expr[i - k]), Expr::AggregateFunction(f) if *f == measure_aggregate)
-    });
     let (unit_input, unit_idx) = carry_unit(&aggregate.input, &lineage)?;
     let unit_idx = unit_idx.ok_or_else(|| Violation::UnitLost {
         unit: output.unit.clone(),
@@ -943,7 +932,7 @@ pub(crate) fn check(
         dim_names,
         measure_index,
         measure_name,
-        measure_aggregate,
+        shape,
         measure_bare,
     })
 }

@@ -7,6 +7,7 @@
 //!                       report.json   the disclosure report (true values, for the reviewer)
 //!                       units.bin     per finest cell, the units behind it (roaring bitmaps;
 //!                                     a margin's are the union of its finest cells')
+//!                       denominator.bin  the same for a ratio's denominator (means, shares)
 //! PROJECT_DIR/ledger/ID.json           per released output: its published cells
 //! PROJECT_DIR/ledger/ID.units          the units behind each of them (roaring bitmaps)
 //! RELEASED_DIR/ID.csv, ID.report.json  what leaves: published values and the safe report
@@ -145,8 +146,12 @@ pub struct OutputRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerCell {
     pub key: BTreeMap<String, String>,
-    /// The published additive value (a count, or the sum behind a mean); null for min/max.
+    /// The published additive value (a count, or the sum behind a mean); null for min/max and
+    /// for a denominator.
     pub value: Option<f64>,
+    /// The units are those of the cell's denominator (a mean's count, a share's base).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denominator: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,7 +263,7 @@ impl<'a, T> BySize<'a, T> {
 /// (table index, cell index), the later table's cell of each pair.
 fn differencing_within(
     reports: &[Report],
-    sets: &[Vec<&RoaringBitmap>],
+    sets: &[Vec<Vec<&RoaringBitmap>>],
     threshold: u64,
 ) -> Vec<(usize, usize)> {
     let published = |t: usize| {
@@ -267,8 +272,10 @@ fn differencing_within(
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .map(move |(c, _)| (sets[t][c], c))
+            .flat_map(move |(c, _)| sets[t][c].iter().map(move |&s| (s, c)))
     };
+    // Pairs inside one table are the secondary suppression's to judge (its audit proves the
+    // table's own relations); between tables they are only seen here.
     let mut withheld = Vec::new();
     for later in 1..reports.len() {
         let earlier = BySize::new((0..later).flat_map(published));
@@ -277,7 +284,7 @@ fn differencing_within(
                 .near(units.len(), threshold)
                 .iter()
                 .any(|(other, _)| units_apart(units, other, threshold).is_some());
-            if pairs {
+            if pairs && withheld.last() != Some(&(later, c)) {
                 withheld.push((later, c));
             }
         }
@@ -430,11 +437,11 @@ fn withhold_margins_above(table: &Table, report: &mut Report) {
 }
 
 /// The release ledger's verdict on a table: its differencing findings.
-fn check_differencing(
+fn check_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     ledger: &Ledger,
     table: &Table,
     report: &Report,
-    sets: &[impl std::borrow::Borrow<RoaringBitmap>],
+    sets: &[Vec<B>],
     threshold: u64,
 ) -> Vec<Differencing> {
     ledger.differencing(
@@ -443,7 +450,7 @@ fn check_differencing(
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .map(|(i, _)| (key_map(table, i), sets[i].borrow())),
+            .flat_map(|(i, _)| sets[i].iter().map(move |s| (key_map(table, i), s.borrow()))),
         threshold,
     )
 }
@@ -455,6 +462,22 @@ impl Store {
             dir: dir.to_path_buf(),
             project: project.to_string(),
         }
+    }
+
+    /// Holds the project's store for one submit, release or reject: checking against the
+    /// ledger and writing to it are one step, and output numbers are never handed out twice.
+    /// The lock is the operating system's (flock) and goes when the process does.
+    fn lock(&self) -> Result<File, StoreError> {
+        private_dir(&self.dir)?;
+        let path = self.dir.join(".store.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 
     fn outputs_dir(&self) -> PathBuf {
@@ -543,16 +566,27 @@ impl Store {
         submitter: &str,
         now: &str,
     ) -> Result<Vec<OutputRecord>, StoreError> {
+        let _lock = self.lock()?;
         let ledger = self.ledger()?;
         let published = ledger.published();
         let sdc: Vec<Table> = tables
             .iter()
             .map(|t| to_sdc_table(t, &Scaling::Uniform(1.0)))
             .collect();
-        // Borrowed, not copied: at full scale a table's sets take hundreds of megabytes.
-        let sets: Vec<Vec<&RoaringBitmap>> = tables
+        // Borrowed, not copied: at full scale a table's sets take hundreds of megabytes. Per
+        // cell, the persons behind each aggregate of its value.
+        let sets: Vec<Vec<Vec<&RoaringBitmap>>> = tables
             .iter()
-            .map(|t| t.cells.iter().map(|c| &c.units).collect())
+            .map(|t| {
+                t.cells
+                    .iter()
+                    .map(|c| {
+                        std::iter::once(&c.units)
+                            .chain(c.denominator.as_ref().map(|d| &d.units))
+                            .collect()
+                    })
+                    .collect()
+            })
             .collect();
         // Tables submitted together are released together: a cell nested a few units inside a
         // published cell of an earlier table is withheld, and the pattern is computed again
@@ -627,7 +661,16 @@ impl Store {
                 .map_err(io(&outputs))?;
             write_json(&staged.path().join("table.json"), sdc_table)?;
             write_json(&staged.path().join("report.json"), report)?;
-            write_output_sets(&staged.path().join("units.bin"), sdc_table, sets)?;
+            let numerators: Vec<&RoaringBitmap> = sets.iter().map(|s| s[0]).collect();
+            write_output_sets(&staged.path().join("units.bin"), sdc_table, &numerators)?;
+            if table.cells.iter().any(|c| c.denominator.is_some()) {
+                let denominators: Vec<&RoaringBitmap> = sets.iter().map(|s| s[1]).collect();
+                write_output_sets(
+                    &staged.path().join("denominator.bin"),
+                    sdc_table,
+                    &denominators,
+                )?;
+            }
             write_json(&staged.path().join("output.json"), &record)?;
             let target = outputs.join(&id);
             std::fs::rename(staged.keep(), &target).map_err(io(&target))?;
@@ -668,6 +711,7 @@ impl Store {
         rules: &RuleSet,
         released_dir: &Path,
     ) -> Result<(OutputRecord, Vec<PathBuf>), StoreError> {
+        let _lock = self.lock()?;
         let StoredOutput {
             mut record,
             table,
@@ -688,7 +732,22 @@ impl Store {
                 why,
             });
         }
-        let sets = read_output_sets(&self.outputs_dir().join(id).join("units.bin"), &table)?;
+        let dir = self.outputs_dir().join(id);
+        let numerators = read_output_sets(&dir.join("units.bin"), &table)?;
+        let denominator = dir.join("denominator.bin");
+        let denominators = if denominator.is_file() {
+            Some(read_output_sets(&denominator, &table)?)
+        } else {
+            None
+        };
+        let sets: Vec<Vec<RoaringBitmap>> = match denominators {
+            None => numerators.into_iter().map(|n| vec![n]).collect(),
+            Some(d) => numerators
+                .into_iter()
+                .zip(d)
+                .map(|(n, d)| vec![n, d])
+                .collect(),
+        };
         let ledger = self.ledger()?;
         if ledger.outputs() != record.checked_against {
             let found =
@@ -729,19 +788,25 @@ impl Store {
         // The ledger first: a released table is never missing from it.
         let ledger_dir = self.ledger_dir();
         private_dir(&ledger_dir)?;
+        let table_ref = &table;
         let (cells, kept): (Vec<LedgerCell>, Vec<&RoaringBitmap>) = report
             .cells
             .iter()
             .enumerate()
             .filter(|(_, r)| r.published.is_some())
-            .map(|(i, _)| {
-                (
-                    LedgerCell {
-                        key: key_map(&table, i),
-                        value: table.cells[i].additive_value(table.statistic),
-                    },
-                    &sets[i],
-                )
+            .flat_map(|(i, _)| {
+                sets[i].iter().enumerate().map(move |(term, set)| {
+                    (
+                        LedgerCell {
+                            key: key_map(table_ref, i),
+                            value: (term == 0)
+                                .then(|| table_ref.cells[i].additive_value(table_ref.statistic))
+                                .flatten(),
+                            denominator: term > 0,
+                        },
+                        set,
+                    )
+                })
             })
             .unzip();
         write_sets(&ledger_dir.join(format!("{id}.units")), &kept)?;
@@ -779,6 +844,7 @@ impl Store {
         reason: &str,
         now: &str,
     ) -> Result<OutputRecord, StoreError> {
+        let _lock = self.lock()?;
         let mut record = self.pending(id, "rejected")?.record;
         record.status = OutputStatus::Rejected;
         record.decision = Some(Decision {

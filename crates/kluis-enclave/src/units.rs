@@ -10,11 +10,11 @@
 //!    up to every cell they fall in, finest cells and margins (each subset of the dimensions):
 //!    there the unit is one contributor, with the sum of its contributions (the minimum or
 //!    maximum for `min`/`max`), so a person's 20 rows in a cell are one contributor;
-//! 3. each cell accumulates rows, units, units with a non-null measure, units with a non-zero
-//!    contribution, the total and absolute total of contributions, and the two largest absolute
+//! 3. each cell accumulates rows, units, units with a counted value (a true filter and a
+//!    non-null argument: the aggregate's own contributors), units with a non-zero contribution, the total and absolute total of contributions, and the two largest absolute
 //!    contributions; the buckets' cells are added together;
-//! 4. the set of units with a non-null measure (the release ledger keeps it to catch
-//!    differencing) is a compressed bitmap per finest cell, and a margin's is the union of its
+//! 4. the set of units the number depends on (a counted, non-zero contribution; any counted
+//!    value for `min`/`max`), which the release ledger keeps to catch differencing, is a compressed bitmap per finest cell, and a margin's is the union of its
 //!    finest cells' (the buckets hold different containers, so theirs never overlap).
 //!
 //! Units must be whole numbers from 0 to 2^32 − 1: the extract's and the view's pseudonyms are
@@ -108,8 +108,10 @@ impl Kind {
 
 /// The rows plan: the final aggregation's input with the unit carried, as
 /// `keys…, unit, measure argument, filter`.
-pub(crate) fn rows_plan(acc: &Accepted) -> datafusion::common::Result<LogicalPlan> {
-    let f = &acc.measure_aggregate;
+pub(crate) fn rows_plan(
+    acc: &Accepted,
+    f: &AggregateFunction,
+) -> datafusion::common::Result<LogicalPlan> {
     let mut exprs: Vec<Expr> = acc
         .aggregate
         .group_expr
@@ -268,12 +270,14 @@ impl Entry {
     /// The unit's contribution to the cell, None when none of its values count. Stored as a
     /// plain f64 beside `values`: the entries of a full view take a gigabyte, and Option<f64>
     /// would make them a third larger.
-    fn contribution(&self, kind: Kind) -> Option<f64> {
-        (kind == Kind::CountRows || self.values > 0).then_some(self.contribution)
+    fn contribution(&self) -> Option<f64> {
+        // A unit none of whose rows count (a false FILTER, a NULL argument) is not behind the
+        // number, for `count(*)` too.
+        (self.values > 0).then_some(self.contribution)
     }
 
     fn absorb(&mut self, other: &Entry, kind: Kind) {
-        let merged = kind.merge(self.contribution(kind), other.contribution(kind));
+        let merged = kind.merge(self.contribution(), other.contribution());
         self.rows += other.rows;
         self.values += other.values;
         self.contribution = merged.unwrap_or(0.0);
@@ -528,7 +532,7 @@ async fn code_partition(
 /// What one bucket of units adds to every cell.
 struct Rolled {
     accs: Vec<Acc>,
-    /// The units with a non-null contribution to each finest cell (empty for margins).
+    /// The units the number depends on, per finest cell (empty for margins).
     units: Vec<RoaringBitmap>,
 }
 
@@ -582,7 +586,7 @@ fn roll_up(
         });
         touched.clear();
         for e in &own {
-            let contribution = e.contribution(kind);
+            let contribution = e.contribution();
             for row in up {
                 let id = row[e.cell as usize] as usize;
                 if seen[id] == turn {
@@ -597,7 +601,11 @@ fn roll_up(
                 }
             }
             let members = &mut finest_units[e.cell as usize];
-            if contribution.is_some() && members.last() != Some(&unit) {
+            // The persons the number depends on: a non-zero contribution (a minimum or maximum
+            // depends on every value).
+            let behind =
+                contribution.is_some_and(|c| c != 0.0 || matches!(kind, Kind::Min | Kind::Max));
+            if behind && members.last() != Some(&unit) {
                 members.push(unit);
             }
         }
@@ -618,10 +626,11 @@ fn roll_up(
 pub(crate) async fn unit_cells(
     ctx: &SessionContext,
     acc: &Accepted,
+    term: &AggregateFunction,
     unit_name: &str,
 ) -> Result<UnitCells, UnitsError> {
     let k = acc.aggregate.group_expr.len();
-    let kind = Kind::of(&acc.measure_aggregate, &acc.unit_column);
+    let kind = Kind::of(term, &acc.unit_column);
     let shape = std::sync::Arc::new(Shape {
         kind,
         dim_names: acc
@@ -633,7 +642,7 @@ pub(crate) async fn unit_cells(
         unit_name: unit_name.to_string(),
         buckets: ctx.state().config().target_partitions().max(1),
     });
-    let plan = rows_plan(acc)?;
+    let plan = rows_plan(acc, term)?;
     let streams = datafusion::prelude::DataFrame::new(ctx.state(), plan)
         .execute_stream_partitioned()
         .await?;

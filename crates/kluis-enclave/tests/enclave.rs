@@ -396,9 +396,10 @@ fn brute_force(
         .filter_map(|(_, c)| c.map(f64::abs))
         .collect();
     tops.sort_by(|a, b| b.total_cmp(a));
+    // The persons the sum depends on: a non-zero contribution.
     let set = per_unit
         .iter()
-        .filter(|(_, (_, c))| c.is_some())
+        .filter(|(_, (_, c))| c.is_some_and(|c| c != 0.0))
         .map(|(&u, _)| u as u32)
         .collect();
     (
@@ -714,11 +715,11 @@ fn each_refused_query_shape_is_refused_with_its_reason() {
         ),
         (
             "SELECT region, sum(income) AS s FROM person_years GROUP BY region",
-            |v| matches!(v, V::MeasureMismatch { .. }),
+            |v| matches!(v, V::StatisticMismatch { .. }),
         ),
         (
             "SELECT region, max(sex) AS s FROM person_years GROUP BY region",
-            |v| matches!(v, V::MeasureMismatch { .. } | V::MeasureNotNumeric { .. }),
+            |v| matches!(v, V::StatisticMismatch { .. } | V::MeasureNotNumeric { .. }),
         ),
     ];
     for (sql, expected) in cases {

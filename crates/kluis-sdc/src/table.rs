@@ -91,7 +91,9 @@ pub struct Contributions {
 pub struct Cell {
     /// One value per table dimension, in the table's dimension order; [`TOTAL`] marks a margin.
     pub key: Vec<String>,
-    /// The true value of the statistic (NaN for a mean, min or max without data).
+    /// The true value of the statistic (NaN for a mean, min or max without data, or an SQL
+    /// NULL). JSON has no NaN: it is written as null and read back as NaN.
+    #[serde(with = "nan_as_null")]
     pub value: f64,
     /// Rows behind the cell.
     pub rows: u64,
@@ -204,4 +206,45 @@ pub struct PublishedCell {
     pub key: BTreeMap<String, String>,
     /// The released additive value (a count or a sum).
     pub value: f64,
+}
+
+/// An f64 that may be NaN, as JSON (which has no NaN): NaN is null.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if value.is_nan() {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*value)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_value_survives_json() {
+        let cell = Cell {
+            key: vec![TOTAL.into()],
+            value: f64::NAN,
+            rows: 3,
+            units: 2,
+            nonnull_units: 0,
+            nonzero_units: 0,
+            contributions: None,
+        };
+        let text = serde_json::to_string(&cell).unwrap();
+        assert!(text.contains("\"value\":null"), "{text}");
+        let back: Cell = serde_json::from_str(&text).unwrap();
+        assert!(back.value.is_nan());
+        let one: Cell = serde_json::from_str(&text.replacen("null", "1.5", 1)).unwrap();
+        assert_eq!(one.value, 1.5);
+    }
 }
