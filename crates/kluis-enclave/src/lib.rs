@@ -44,7 +44,7 @@ pub use limits::{Limits, parse_duration, parse_memory};
 pub use policy::{MAX_DIMENSIONS, Violation};
 pub use store::{
     Decision, Differencing, Ledger, LedgerCell, OutputRecord, OutputStatus, Store, StoreError,
-    StoredOutput,
+    StoreHold, StoredOutput,
 };
 pub use write::{RiskOptions, write_results};
 
@@ -413,6 +413,18 @@ impl Enclave {
                 match &scan.projection {
                     Some(p) => columns.extend(p.iter().map(|&i| schema.field(i).name().clone())),
                     None => columns.extend(schema.fields().iter().map(|f| f.name().clone())),
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        });
+        // Every column the researcher's plan names, too: the optimizer drops a sort in a
+        // subquery (and the column only it reads), but the SQL must still plan on the view.
+        let _ = accepted.plan.apply_with_subqueries(|node| {
+            for e in node.expressions() {
+                for c in e.column_refs() {
+                    if schema.field_with_name(&c.name).is_ok() {
+                        columns.insert(c.name.clone());
+                    }
                 }
             }
             Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)

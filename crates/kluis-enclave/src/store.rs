@@ -298,6 +298,11 @@ pub struct Store {
     project: String,
 }
 
+/// A held project store ([`Store::hold`]); released when dropped.
+pub struct StoreHold {
+    _file: File,
+}
+
 /// A stored output with its table and report.
 #[derive(Debug, Clone)]
 pub struct StoredOutput {
@@ -468,14 +473,27 @@ impl Store {
     /// ledger and writing to it are one step, and output numbers are never handed out twice.
     /// The lock is the operating system's (flock) and goes when the process does.
     fn lock(&self) -> Result<File, StoreError> {
+        self.lock_file(".store.lock")
+    }
+
+    /// Holds the project's outputs for a caller's whole step around a submit, release or
+    /// reject: checking that the files are as the audit log vouched for them, the step itself,
+    /// and the audit entry that vouches for them again. Another process's step waits, so it
+    /// never sees an output stored but not yet audited. Taken before the store's own lock.
+    pub fn hold(&self) -> Result<StoreHold, StoreError> {
+        Ok(StoreHold {
+            _file: self.lock_file(".step.lock")?,
+        })
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File, StoreError> {
         private_dir(&self.dir)?;
-        let path = self.dir.join(".store.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let path = self.dir.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(io(&path))?;
         file.lock().map_err(io(&path))?;
         Ok(file)
     }

@@ -460,6 +460,10 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let tables: Vec<OutputTable> = enclave.run_job(&job).map_err(enclave_error)?;
     drop(enclave);
     let store = Store::new(&project.dir(), project.id());
+    // From the check of the vouched files to the audit entry that names the new outputs, no
+    // other run, release or reject of the project comes in between.
+    let _held = store.hold().map_err(anyhow::Error::new)?;
+    project.check_vouched_files().map_err(state_error)?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let records = store
         .submit(&job, &tables, &rules, actor, &now)

@@ -219,9 +219,11 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             let project = project_of(&state, &id)?;
             let actor = globals.actor()?;
             // The output as checked (its verdict, report and person sets) and the ledger it is
-            // judged against must be as the log last vouched for them.
-            project.check_vouched_files().map_err(state_error)?;
+            // judged against must be as the log last vouched for them, until this release is
+            // audited.
             let store = Store::new(&project.dir(), project.id());
+            let _held = store.hold().map_err(store_error)?;
+            project.check_vouched_files().map_err(state_error)?;
             let record = store.load(&id).map_err(store_error)?.record;
             let grant = project
                 .authorise_release(actor, &record.submitter, "output release", today()?)
@@ -257,6 +259,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .authorise(actor, Role::Reviewer, "output reject", today()?)
                 .map_err(state_error)?;
             let store = Store::new(&project.dir(), project.id());
+            let _held = store.hold().map_err(store_error)?;
             let record = store
                 .reject(
                     &id,
