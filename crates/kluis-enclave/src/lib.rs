@@ -8,6 +8,7 @@
 mod disclosure;
 mod job;
 mod limits;
+mod linked;
 mod measure;
 mod policy;
 mod stats;

@@ -28,6 +28,7 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::disclosure::{Scaling, to_sdc_table};
+use crate::linked::{PublishedSet, level_of, remainders};
 use crate::{Job, OutputTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +108,15 @@ pub struct Differencing {
     /// The released output and cell it is too close to.
     pub released_output: String,
     pub released_key: BTreeMap<String, String>,
-    /// Units in one cell and not in the other.
+    /// Persons of the larger cell in none of the cells subtracted from it.
     pub units_apart: u64,
+    /// How many cells were subtracted (1: a cell nested in another).
+    #[serde(default = "one")]
+    pub nested_cells: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A reviewer's decision.
@@ -191,104 +199,117 @@ impl Ledger {
             .collect()
     }
 
-    /// Every published cell of `table` (a cell and its unit set) nested in or around a released
-    /// cell, 1 to `threshold − 1` units apart.
+    /// The published cells of a new table (cell index, aggregate, persons) that, with released
+    /// cells, leave 1 to `threshold − 1` persons: a released cell minus new cells nested in it,
+    /// or a new cell minus released cells of one output and level nested in it.
     pub fn differencing<'a>(
         &self,
-        cells: impl Iterator<Item = (BTreeMap<String, String>, &'a RoaringBitmap)>,
+        table: &Table,
+        cells: impl Iterator<Item = (usize, usize, &'a RoaringBitmap)>,
         threshold: u64,
     ) -> Vec<Differencing> {
-        let released = BySize::new(self.entries.iter().flat_map(|(e, sets)| {
-            e.cells
-                .iter()
-                .zip(sets)
-                .map(move |(c, s)| (s, (e.output.as_str(), c)))
-        }));
-        let mut found = Vec::new();
-        for (key, units) in cells {
-            for &(set, (output, cell)) in released.near(units.len(), threshold) {
-                if let Some(apart) = units_apart(units, set, threshold) {
-                    found.push(Differencing {
-                        key: key.clone(),
-                        released_output: output.to_string(),
-                        released_key: cell.key.clone(),
-                        units_apart: apart,
-                    });
-                }
+        enum Origin<'l> {
+            New(usize),
+            Released(&'l str, &'l LedgerCell),
+        }
+        let mut sets = Vec::new();
+        let mut origins = Vec::new();
+        for (cell, term, units) in cells {
+            sets.push(PublishedSet {
+                source: term,
+                level: level_of(&table.cells[cell].key),
+                units,
+            });
+            origins.push(Origin::New(cell));
+        }
+        // New sources are 0 and 1 (numerator, denominator), each released one two more.
+        let new_sources = 2;
+        for (e, (entry, units)) in self.entries.iter().enumerate() {
+            for (c, set) in entry.cells.iter().zip(units) {
+                let key: Vec<String> = c.key.values().cloned().collect();
+                sets.push(PublishedSet {
+                    source: new_sources + 2 * e + usize::from(c.denominator),
+                    level: level_of(&key),
+                    units: set,
+                });
+                origins.push(Origin::Released(&entry.output, c));
             }
         }
-        found
+        let is_new = |source: usize| source < new_sources;
+        remainders(&sets, threshold, |s, t| is_new(s) != is_new(t))
+            .into_iter()
+            .map(|r| {
+                let (new, released) = match &origins[r.cell] {
+                    Origin::New(cell) => (*cell, &origins[r.nested[0]]),
+                    Origin::Released(..) => match origins[r.nested[0]] {
+                        Origin::New(cell) => (cell, &origins[r.cell]),
+                        Origin::Released(..) => {
+                            unreachable!("released cells are judged against new ones")
+                        }
+                    },
+                };
+                let Origin::Released(output, cell) = released else {
+                    unreachable!("a new cell is judged against released ones")
+                };
+                Differencing {
+                    key: table.key_map(new),
+                    released_output: output.to_string(),
+                    released_key: cell.key.clone(),
+                    units_apart: r.persons,
+                    nested_cells: r.nested.len(),
+                }
+            })
+            .collect()
     }
 }
 
-/// How many units apart two published cells are when one's units contain the other's and they
-/// differ by 1 to `threshold − 1` units: subtracting the two counts (or sums) then gives away
-/// those few units. Cells that merely overlap are not a differencing pair: the difference of
-/// their values is not the value of any group of units.
-fn units_apart(a: &RoaringBitmap, b: &RoaringBitmap, threshold: u64) -> Option<u64> {
-    let apart = a.len().abs_diff(b.len());
-    if apart == 0 || apart >= threshold {
-        return None;
-    }
-    let (small, large) = if a.len() < b.len() { (a, b) } else { (b, a) };
-    small.is_subset(large).then_some(apart)
-}
-
-/// Unit sets sorted by size, so that the few within `threshold` of a size are found at once.
-struct BySize<'a, T> {
-    sets: Vec<(&'a RoaringBitmap, T)>,
-}
-
-impl<'a, T> BySize<'a, T> {
-    fn new(sets: impl Iterator<Item = (&'a RoaringBitmap, T)>) -> Self {
-        let mut sets: Vec<_> = sets.collect();
-        sets.sort_by_key(|(s, _)| s.len());
-        BySize { sets }
-    }
-
-    /// The sets whose size differs from `size` by less than `threshold`.
-    fn near(&self, size: u64, threshold: u64) -> &[(&'a RoaringBitmap, T)] {
-        let from = self
-            .sets
-            .partition_point(|(s, _)| s.len() + threshold <= size);
-        let to = self
-            .sets
-            .partition_point(|(s, _)| s.len() < size + threshold);
-        &self.sets[from..to.max(from)]
-    }
-}
-
-/// The cells of a submission's tables to withhold because they form a differencing pair with a
-/// published cell of an earlier table of the same submission (they will be released together):
-/// (table index, cell index), the later table's cell of each pair.
+/// The cells of a submission's tables to withhold because, with the published cells of another
+/// table of the same submission (they will be released together), they leave a few persons
+/// (see [`crate::linked`]): (table index, cell index).
 fn differencing_within(
     reports: &[Report],
+    tables: &[Table],
     sets: &[Vec<Vec<&RoaringBitmap>>],
     threshold: u64,
 ) -> Vec<(usize, usize)> {
-    let published = |t: usize| {
-        reports[t]
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.status.is_suppressed())
-            .flat_map(move |(c, _)| sets[t][c].iter().map(move |&s| (s, c)))
-    };
-    // Pairs inside one table are the secondary suppression's to judge (its audit proves the
-    // table's own relations); between tables they are only seen here.
-    let mut withheld = Vec::new();
-    for later in 1..reports.len() {
-        let earlier = BySize::new((0..later).flat_map(published));
-        for (units, c) in published(later) {
-            let pairs = earlier
-                .near(units.len(), threshold)
-                .iter()
-                .any(|(other, _)| units_apart(units, other, threshold).is_some());
-            if pairs && withheld.last() != Some(&(later, c)) {
-                withheld.push((later, c));
+    let mut published = Vec::new();
+    let mut origin = Vec::new();
+    for (t, (report, table)) in reports.iter().zip(tables).enumerate() {
+        for (c, r) in report.cells.iter().enumerate() {
+            if r.status.is_suppressed() {
+                continue;
+            }
+            for (term, units) in sets[t][c].iter().enumerate() {
+                published.push(PublishedSet {
+                    source: 2 * t + term,
+                    level: level_of(&table.cells[c].key),
+                    units,
+                });
+                origin.push((t, c));
             }
         }
     }
+    // A table's own relations (a ratio's numerator and base included) are the secondary
+    // suppression's to judge. Of each finding, a cell of the later table is withheld: the
+    // larger cell, or the smallest of the nested ones (the next round sees whether that is
+    // enough).
+    let mut withheld: Vec<(usize, usize)> =
+        remainders(&published, threshold, |s, t| s / 2 != t / 2)
+            .into_iter()
+            .map(|r| {
+                let larger = origin[r.cell];
+                let smallest = r
+                    .nested
+                    .iter()
+                    .copied()
+                    .min_by_key(|&c| (published[c].units.len(), c))
+                    .expect("a finding has nested cells");
+                let nested = origin[smallest];
+                if nested.0 > larger.0 { nested } else { larger }
+            })
+            .collect();
+    withheld.sort_unstable();
+    withheld.dedup();
     withheld
 }
 
@@ -450,12 +471,18 @@ fn check_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     threshold: u64,
 ) -> Vec<Differencing> {
     ledger.differencing(
+        table,
         report
             .cells
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.status.is_suppressed())
-            .flat_map(|(i, _)| sets[i].iter().map(move |s| (key_map(table, i), s.borrow()))),
+            .flat_map(|(i, _)| {
+                sets[i]
+                    .iter()
+                    .enumerate()
+                    .map(move |(term, s)| (i, term, s.borrow()))
+            }),
         threshold,
     )
 }
@@ -626,7 +653,7 @@ impl Store {
                     withhold_margins_above(sdc_table, report);
                 }
             }
-            let more = differencing_within(&reports, &sets, rules.threshold.min_units);
+            let more = differencing_within(&reports, &sdc, &sets, rules.threshold.min_units);
             if more.is_empty() {
                 break reports;
             }

@@ -393,3 +393,108 @@ fn a_released_margin_keeps_its_units_for_the_differencing_check() {
     assert_eq!(d.released_key["sex"], "Total");
     assert_eq!(d.units_apart, 3);
 }
+
+/// The published cells of a report by key.
+fn published(report: &Report) -> std::collections::BTreeMap<Vec<String>, Option<f64>> {
+    report
+        .cells
+        .iter()
+        .map(|c| (c.key.values().cloned().collect(), c.published))
+        .collect()
+}
+
+#[test]
+fn a_table_with_another_filter_cannot_give_a_withheld_cell_of_a_linked_table_away() {
+    // Table A: persons by region x sex; Wallonia's women (1 person) are withheld, with the
+    // cheapest secondary cells around them (Antwerp's, the smallest). Table B: persons by sex
+    // outside Antwerp. B's women (25) minus A's published women of Brussels (11) and Flanders
+    // (13) would be Wallonia's one woman: B's cell is withheld instead.
+    let e = enclave(&[
+        ("BRU", "F", "A", 11),
+        ("VLG", "F", "A", 13),
+        ("WAL", "F", "A", 1),
+        ("ANT", "F", "A", 10),
+        ("BRU", "M", "A", 60),
+        ("VLG", "M", "A", 70),
+        ("WAL", "M", "A", 40),
+        ("ANT", "M", "A", 12),
+    ]);
+    let (_dir, store, released, rules) = project();
+    let both = job(&[
+        (
+            "by_region_sex",
+            "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
+        ),
+        (
+            "by_sex_outside_antwerp",
+            "SELECT sex, count(DISTINCT pseudonym) AS persons FROM person_years WHERE region <> 'ANT' GROUP BY sex",
+        ),
+    ]);
+    let records = store
+        .submit(&both, &run(&e, &both), &rules, "rita", NOW)
+        .unwrap();
+    let a = published(&stored_report(&store, &records[0].id));
+    let b = published(&stored_report(&store, &records[1].id));
+    let key = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The pattern that makes the attack: A publishes both other women's cells.
+    assert_eq!(a[&key(&["WAL", "F"])], None);
+    assert_eq!(a[&key(&["BRU", "F"])], Some(11.0));
+    assert_eq!(a[&key(&["VLG", "F"])], Some(13.0));
+    let women = stored_report(&store, &records[1].id);
+    let women = cell(&women, &[("sex", "F")]);
+    assert_eq!(women.published, None, "{women:?}");
+    assert!(women.reasons.contains(&kluis_sdc::Reason::Differencing));
+    // Whatever is published, B minus A's published cells of the three regions never leaves
+    // 1..9 persons.
+    for sex in ["F", "M"] {
+        if let Some(total) = b[&key(&[sex])] {
+            let known: f64 = ["BRU", "VLG", "WAL"]
+                .iter()
+                .filter_map(|r| a[&key(&[r, sex])])
+                .sum();
+            let left = total - known;
+            assert!(left == 0.0 || left >= 10.0, "{sex}: {left}");
+        }
+    }
+    // And both can be released.
+    release(&store, &records[0].id, &released);
+    release(&store, &records[1].id, &released);
+}
+
+#[test]
+fn a_released_table_with_another_filter_is_linked_too() {
+    // The same two tables in two jobs: B, submitted after A is released, fails on the ledger.
+    let e = enclave(&[
+        ("BRU", "F", "A", 11),
+        ("VLG", "F", "A", 13),
+        ("WAL", "F", "A", 1),
+        ("ANT", "F", "A", 10),
+        ("BRU", "M", "A", 60),
+        ("VLG", "M", "A", 70),
+        ("WAL", "M", "A", 40),
+        ("ANT", "M", "A", 12),
+    ]);
+    let (_dir, store, released, rules) = project();
+    let a = job(&[(
+        "by_region_sex",
+        "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
+    )]);
+    let first = store.submit(&a, &run(&e, &a), &rules, "rita", NOW).unwrap();
+    release(&store, &first[0].id, &released);
+    let b = job(&[(
+        "by_sex_outside_antwerp",
+        "SELECT sex, count(DISTINCT pseudonym) AS persons FROM person_years WHERE region <> 'ANT' GROUP BY sex",
+    )]);
+    let second = store.submit(&b, &run(&e, &b), &rules, "rita", NOW).unwrap();
+    assert_eq!(second[0].verdict, TableStatus::Fail, "{:?}", second[0]);
+    let finding = second[0]
+        .differencing
+        .iter()
+        .find(|d| d.key.get("sex").map(String::as_str) == Some("F"))
+        .expect("the women's cell is found");
+    assert_eq!((finding.units_apart, finding.nested_cells), (1, 2));
+    assert!(matches!(
+        store.release(&second[0].id, "vera", "fine", NOW, &rules, &released),
+        Err(StoreError::Failed { .. })
+    ));
+}
