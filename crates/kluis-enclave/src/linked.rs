@@ -7,7 +7,9 @@
 //! them away: table B by nationality `WHERE region <> '02000'` minus table A's cells of the other
 //! regions is A's withheld cell of region 02000 (25 − 11 − 13 = 1), a released cell of 9,252
 //! persons minus a new one of 9,251 is one person. One cell nested in another is the special
-//! case of one cell at that level.
+//! case of one cell at that level. Tables over the same rows with the same aggregate are left
+//! to the secondary suppression, which protects them as one linked system (released cells
+//! included) and proves it with its audit.
 //!
 //! What this does not see (and the closing notes of issue 15 say so): combinations of cells of
 //! several levels or several tables at once, and rows: persons are compared, so a person with

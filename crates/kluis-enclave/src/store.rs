@@ -236,30 +236,41 @@ impl Ledger {
             }
         }
         let is_new = |source: usize| source < new_sources;
-        remainders(&sets, threshold, |s, t| is_new(s) != is_new(t))
-            .into_iter()
-            .map(|r| {
-                let (new, released) = match &origins[r.cell] {
-                    Origin::New(cell) => (*cell, &origins[r.nested[0]]),
-                    Origin::Released(..) => match origins[r.nested[0]] {
-                        Origin::New(cell) => (cell, &origins[r.cell]),
-                        Origin::Released(..) => {
-                            unreachable!("released cells are judged against new ones")
-                        }
-                    },
-                };
-                let Origin::Released(output, cell) = released else {
-                    unreachable!("a new cell is judged against released ones")
-                };
-                Differencing {
-                    key: table.key_map(new),
-                    released_output: output.to_string(),
-                    released_key: cell.key.clone(),
-                    units_apart: r.persons,
-                    nested_cells: r.nested.len(),
-                }
-            })
-            .collect()
+        // A released table over the same rows with the same aggregate is linked to this one in
+        // the secondary suppression, whose audit treats its cells as known.
+        let quantity = |source: usize| {
+            if is_new(source) {
+                table.measure.as_deref().unwrap_or_default()
+            } else {
+                self.entries[(source - new_sources) / 2].0.quantity.as_str()
+            }
+        };
+        remainders(&sets, threshold, |s, t| {
+            is_new(s) != is_new(t) && quantity(s) != quantity(t)
+        })
+        .into_iter()
+        .map(|r| {
+            let (new, released) = match &origins[r.cell] {
+                Origin::New(cell) => (*cell, &origins[r.nested[0]]),
+                Origin::Released(..) => match origins[r.nested[0]] {
+                    Origin::New(cell) => (cell, &origins[r.cell]),
+                    Origin::Released(..) => {
+                        unreachable!("released cells are judged against new ones")
+                    }
+                },
+            };
+            let Origin::Released(output, cell) = released else {
+                unreachable!("a new cell is judged against released ones")
+            };
+            Differencing {
+                key: table.key_map(new),
+                released_output: output.to_string(),
+                released_key: cell.key.clone(),
+                units_apart: r.persons,
+                nested_cells: r.nested.len(),
+            }
+        })
+        .collect()
     }
 }
 
@@ -290,11 +301,14 @@ fn differencing_within(
         }
     }
     // A table's own relations (a ratio's numerator and base included) are the secondary
-    // suppression's to judge. Of each finding, a cell of the later table is withheld: the
+    // suppression's to judge, and so are those of tables linked in it. Of each finding, a cell of the later table is withheld: the
     // larger cell, or the smallest of the nested ones (the next round sees whether that is
     // enough).
+    // Tables over the same rows with the same aggregate are protected together by the
+    // secondary suppression, whose audit proves their relations.
+    let quantity = |source: usize| tables[source / 2].measure.as_deref();
     let mut withheld: Vec<(usize, usize)> =
-        remainders(&published, threshold, |s, t| s / 2 != t / 2)
+        remainders(&published, threshold, |s, t| quantity(s) != quantity(t))
             .into_iter()
             .map(|r| {
                 let larger = origin[r.cell];
