@@ -147,8 +147,88 @@ fn check_term(f: &AggregateFunction, unit: &str, measure: &str) -> Result<(), Vi
         return Err(refuse("an ordered aggregate"));
     }
     match name {
-        "count" | "sum" | "avg" | "min" | "max" => Ok(()),
+        "count" => Ok(()),
+        "sum" | "avg" | "min" | "max" => match f.params.args.first() {
+            Some(arg) => value_expression(arg, true).map_err(|why| refuse(&why)),
+            None => Ok(()),
+        },
         _ => Err(refuse("not an aggregate kluis can count persons for")),
+    }
+}
+
+/// Whether an expression is zero or NULL, the values a filtering `CASE` leaves out.
+fn is_zero_or_null(e: &Expr) -> bool {
+    match e {
+        Expr::Alias(a) => is_zero_or_null(&a.expr),
+        Expr::Cast(c) => is_zero_or_null(&c.expr),
+        Expr::TryCast(c) => is_zero_or_null(&c.expr),
+        Expr::Literal(v, _) => v.is_null() || constant(v) == Some(0.0),
+        _ => false,
+    }
+}
+
+/// The argument of a sum, mean, minimum or maximum: the values of one measure, perhaps
+/// filtered. A `CASE` may only pick the rows it counts (one branch with a value, the others 0
+/// or NULL), at the top: two valued branches would weigh a group of persons into the sum
+/// (`sum(CASE WHEN rare THEN 1.001 ELSE 1 END)` is everyone's count plus a thousandth of the
+/// rare group's), where every person contributes and no rule sees the group. For the same
+/// reason no conditional function (`coalesce`, `greatest`, ..) and no truth value turned into a
+/// number may be part of the value.
+fn value_expression(e: &Expr, top: bool) -> Result<(), String> {
+    match e {
+        Expr::Alias(a) => value_expression(&a.expr, top),
+        // A comparison or test turned into a number is refused below, where it is met.
+        Expr::Cast(datafusion::logical_expr::Cast { expr, .. })
+        | Expr::TryCast(datafusion::logical_expr::TryCast { expr, .. }) => {
+            value_expression(expr, top)
+        }
+        Expr::Case(case) => {
+            if !top {
+                return Err(format!(
+                    "a CASE inside the value ({e}); a CASE may only pick the rows, at the top"
+                ));
+            }
+            let branches: Vec<&Expr> = case
+                .when_then_expr
+                .iter()
+                .map(|(_, then)| then.as_ref())
+                .chain(case.else_expr.as_deref())
+                .collect();
+            let valued: Vec<&&Expr> = branches.iter().filter(|b| !is_zero_or_null(b)).collect();
+            if valued.len() > 1 {
+                return Err(format!(
+                    "a CASE with {} branches that are not 0 or NULL ({e}); give one branch the value and the others 0 or NULL, or count each group in its own output",
+                    valued.len()
+                ));
+            }
+            valued
+                .into_iter()
+                .try_for_each(|b| value_expression(b, false))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Plus
+            | Operator::Minus
+            | Operator::Multiply
+            | Operator::Divide
+            | Operator::Modulo => {
+                value_expression(left, false)?;
+                value_expression(right, false)
+            }
+            _ => Err(format!("a truth value as a number ({e})")),
+        },
+        Expr::Negative(inner) => value_expression(inner, false),
+        Expr::Column(_) | Expr::Literal(..) => Ok(()),
+        Expr::ScalarFunction(f)
+            if !matches!(
+                f.name(),
+                "coalesce" | "nullif" | "nvl" | "greatest" | "least"
+            ) =>
+        {
+            f.args.iter().try_for_each(|a| value_expression(a, false))
+        }
+        _ => Err(format!(
+            "{e} in the value; the value of a sum, mean, minimum or maximum is a measure (a column, arithmetic of columns and constants), perhaps picked by one CASE"
+        )),
     }
 }
 

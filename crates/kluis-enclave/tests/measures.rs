@@ -333,3 +333,52 @@ fn a_job_cannot_choose_its_privacy_unit() {
         );
     }
 }
+
+#[test]
+fn a_sum_cannot_weigh_a_group_into_everyones_contribution() {
+    let q = |m: &str| format!("SELECT region, {m} AS n FROM person_years GROUP BY region");
+    for (statistic, measure) in [
+        // Everyone contributes 1, the rare persons a thousandth more: the fraction is their count.
+        (
+            Statistic::Sum,
+            "sum(CASE WHEN naturalised IS NOT NULL THEN 1.001 ELSE 1 END)",
+        ),
+        (
+            Statistic::Mean,
+            "avg(CASE WHEN naturalised IS NOT NULL THEN 2 ELSE 1 END)",
+        ),
+        (
+            Statistic::Sum,
+            "sum(income + CASE WHEN naturalised IS NOT NULL THEN 0.001 ELSE 0 END)",
+        ),
+        (Statistic::Sum, "sum(1 + 0.001 * coalesce(naturalised, 0))"),
+        (
+            Statistic::Sum,
+            "sum(1 + 0.001 * CAST(naturalised IS NOT NULL AS INT))",
+        ),
+        (
+            Statistic::Max,
+            "max(CASE WHEN naturalised IS NOT NULL THEN income ELSE 1 END)",
+        ),
+    ] {
+        let v = refusal(statistic, &q(measure));
+        assert!(
+            matches!(v, Violation::UnsupportedMeasure { .. }),
+            "{measure}: refused for the wrong reason: {v}"
+        );
+    }
+    // One valued branch picks the rows; arithmetic of columns is a measure.
+    let e = enclave();
+    for (statistic, measure) in [
+        (
+            Statistic::Sum,
+            "sum(CASE WHEN naturalised IS NOT NULL THEN income ELSE 0 END)",
+        ),
+        (Statistic::Sum, "sum(CASE WHEN sex = 'F' THEN income END)"),
+        (Statistic::Mean, "avg(year - naturalised)"),
+        (Statistic::Mean, "avg(CAST(income AS DOUBLE) / 1000)"),
+    ] {
+        let sql = q(measure);
+        assert!(e.check(&output(statistic, &sql)).is_ok(), "{sql}");
+    }
+}
