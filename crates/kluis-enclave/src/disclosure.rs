@@ -111,7 +111,7 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
         statistic: table.statistic,
         measure: Some(table.quantity.clone()),
         cells,
-        overlapping: table.statistic == Statistic::Count && !margins_add_up(table),
+        overlapping: table.statistic.is_additive() && !margins_add_up(table),
     }
 }
 
@@ -133,13 +133,18 @@ pub fn contributors(cell: &Cell, statistic: Statistic) -> u64 {
     }
 }
 
-/// Whether every margin of a count is the sum of its cells along each dimension it totals
-/// (false for distinct persons who are in several cells, e.g. regions over years).
+/// Whether every margin's additive quantity (a count, or the sum behind a sum, mean or share)
+/// is the sum of its cells' along each dimension it totals (false for distinct persons who are
+/// in several cells, e.g. regions over years).
 fn margins_add_up(table: &OutputTable) -> bool {
+    let additive = |c: &Cell| match table.statistic {
+        Statistic::Count | Statistic::Sum => c.value.unwrap_or(0.0),
+        _ => c.stats.total,
+    };
     let values: HashMap<&[Level], f64> = table
         .cells
         .iter()
-        .map(|c| (c.key.as_slice(), c.value.unwrap_or(0.0)))
+        .map(|c| (c.key.as_slice(), additive(c)))
         .collect();
     let mut sums: HashMap<(usize, Vec<Level>), f64> = HashMap::new();
     for c in &table.cells {
@@ -147,7 +152,7 @@ fn margins_add_up(table: &OutputTable) -> bool {
             if *level != Level::Total {
                 let mut parent = c.key.clone();
                 parent[j] = Level::Total;
-                *sums.entry((j, parent)).or_default() += c.value.unwrap_or(0.0);
+                *sums.entry((j, parent)).or_default() += additive(c);
             }
         }
     }
