@@ -172,8 +172,8 @@ fn is_zero_or_null(e: &Expr) -> bool {
 /// or NULL), at the top: two valued branches would weigh a group of persons into the sum
 /// (`sum(CASE WHEN rare THEN 1.001 ELSE 1 END)` is everyone's count plus a thousandth of the
 /// rare group's), where every person contributes and no rule sees the group. For the same
-/// reason no conditional function (`coalesce`, `greatest`, ..) and no truth value turned into a
-/// number may be part of the value.
+/// reason no function (`coalesce`, `greatest`, `length(concat(..))`, ..) and no truth value
+/// turned into a number may be part of the value: columns, constants, arithmetic and casts.
 fn value_expression(e: &Expr, top: bool) -> Result<(), String> {
     match e {
         Expr::Alias(a) => value_expression(&a.expr, top),
@@ -218,16 +218,10 @@ fn value_expression(e: &Expr, top: bool) -> Result<(), String> {
         },
         Expr::Negative(inner) => value_expression(inner, false),
         Expr::Column(_) | Expr::Literal(..) => Ok(()),
-        Expr::ScalarFunction(f)
-            if !matches!(
-                f.name(),
-                "coalesce" | "nullif" | "nvl" | "greatest" | "least"
-            ) =>
-        {
-            f.args.iter().try_for_each(|a| value_expression(a, false))
-        }
+        // No function: `length(concat(CAST(x AS VARCHAR), ''))` is a truth value (is x NULL?)
+        // spelled as a number, and text functions can spell any.
         _ => Err(format!(
-            "{e} in the value; the value of a sum, mean, minimum or maximum is a measure (a column, arithmetic of columns and constants), perhaps picked by one CASE"
+            "{e} in the value; the value of a sum, mean, minimum or maximum is a measure (columns, constants, arithmetic and casts, no function), perhaps picked by one CASE"
         )),
     }
 }

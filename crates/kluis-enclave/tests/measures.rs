@@ -382,3 +382,32 @@ fn a_sum_cannot_weigh_a_group_into_everyones_contribution() {
         assert!(e.check(&output(statistic, &sql)).is_ok(), "{sql}");
     }
 }
+
+#[test]
+fn a_function_cannot_spell_a_group_as_a_number_inside_a_sum() {
+    let q = |m: &str| format!("SELECT region, {m} AS n FROM person_years GROUP BY region");
+    for (statistic, measure) in [
+        (
+            Statistic::Sum,
+            "sum(1 + 0.001 * length(concat(CAST(naturalised AS VARCHAR), '')))",
+        ),
+        (
+            Statistic::Mean,
+            "avg(1 + length(concat(CAST(naturalised AS VARCHAR), '')))",
+        ),
+        (
+            Statistic::Max,
+            "max(CAST(left(concat(CAST(naturalised AS VARCHAR), '1900'), 4) AS INT))",
+        ),
+        (
+            Statistic::Sum,
+            "sum(1 + strpos(concat('/', sex, '/', CAST(naturalised AS VARCHAR)), '/F/2'))",
+        ),
+    ] {
+        let v = refusal(statistic, &q(measure));
+        assert!(
+            matches!(v, Violation::UnsupportedMeasure { .. }),
+            "{measure}: refused for the wrong reason: {v}"
+        );
+    }
+}

@@ -5,7 +5,8 @@
 //! persons.
 //!
 //! Tests whose name starts with `leak_` demonstrate attacks the enclave lets through today; they
-//! assert the safe behaviour, so they fail, and are `#[ignore]`d with the leak named.
+//! assert the safe behaviour, so they fail, and are `#[ignore]`d with the leak named (run them
+//! with `--run-ignored all`). `closed_leak_` tests are such attacks that are refused now.
 //!
 //! No assertion message prints a pseudonym: only cell keys (codes), counts and output ids.
 
@@ -1956,8 +1957,7 @@ fn derived_small_counts(
 }
 
 #[test]
-#[ignore = "LEAK: sum(1 + 0.001 * length(concat(CAST(naturalisation_date AS VARCHAR), ''))) weights the naturalised without a CASE; every person contributes, so the fraction of each cell is 0.004 × the naturalised person-years, published for groups of 1 person"]
-fn leak_a_weighted_sum_publishes_the_count_of_a_small_group_in_its_fraction() {
+fn closed_leak_a_weighted_sum_publishes_the_count_of_a_small_group_in_its_fraction() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let sql = by_region_nationality(&format!("sum(1 + 0.001 * {HIDDEN_FLAG})"));
@@ -1982,8 +1982,7 @@ fn leak_a_weighted_sum_publishes_the_count_of_a_small_group_in_its_fraction() {
 }
 
 #[test]
-#[ignore = "LEAK: avg(1 + length(concat(CAST(naturalisation_date AS VARCHAR), ''))) is 1 + 4 × the naturalised share of the cell, judged as a mean over everyone: it publishes the shares the share rules withhold (groups of 1 to 9 naturalised persons, or of 1 to 9 others)"]
-fn leak_an_offset_mean_publishes_a_share_the_share_rules_would_withhold() {
+fn closed_leak_an_offset_mean_publishes_a_share_the_share_rules_would_withhold() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let offset = by_region_nationality(&format!("avg(1 + {HIDDEN_FLAG})"));
@@ -2016,8 +2015,7 @@ fn leak_an_offset_mean_publishes_a_share_the_share_rules_would_withhold() {
 }
 
 #[test]
-#[ignore = "LEAK: sum(1 + strpos(concat('/', current_nationality, '/', CAST(naturalisation_date AS VARCHAR)), '/N/1') + strpos(.., '/N/2')) weights the naturalised of one nationality without a CASE; it has the same persons as count(*), so no differencing is seen, yet weighted - count is that small group's person-years"]
-fn leak_a_weighted_sum_minus_a_released_count_gives_a_small_groups_count() {
+fn closed_leak_a_weighted_sum_minus_a_released_count_gives_a_small_groups_count() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     // A nationality with 1 to 9 naturalised persons.
@@ -2069,8 +2067,7 @@ fn leak_a_weighted_sum_minus_a_released_count_gives_a_small_groups_count() {
 }
 
 #[test]
-#[ignore = "LEAK: max(CAST(left(concat(CAST(naturalisation_date AS VARCHAR), '1900'), 4) AS INT)) pads everyone else with 1900 without a CASE; judged by everyone in the cell, the single naturalised person's year is published, flagged only for review like every maximum"]
-fn leak_a_padded_maximum_publishes_one_persons_year() {
+fn closed_leak_a_padded_maximum_publishes_one_persons_year() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let sql = by_region_nationality(
