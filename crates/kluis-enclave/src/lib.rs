@@ -628,18 +628,16 @@ fn assemble_cells(
 ) -> Result<Vec<Cell>, String> {
     let values = margins.map(|m| margin_values(acc, m)).transpose()?;
     // Both passes read the same rows with the same keys, so they have the same cells.
-    let mut denominators: HashMap<Vec<Level>, Term> = denominator
+    let mut denominators: HashMap<Vec<Level>, (Term, Option<f64>)> = denominator
         .map(|d| {
             d.cells
                 .into_iter()
                 .map(|c| {
-                    (
-                        c.key,
-                        Term {
-                            stats: c.stats,
-                            units: c.units,
-                        },
-                    )
+                    let term = Term {
+                        stats: c.stats,
+                        units: c.units,
+                    };
+                    (c.key, (term, c.value))
                 })
                 .collect()
         })
@@ -658,6 +656,14 @@ fn assemble_cells(
             if ratio && denominator.is_none() {
                 return Err(format!("the denominator has no cell {:?}", c.key));
             }
+            // A bare `avg`: the sum's pass over the count's.
+            let value = match (&values, &denominator) {
+                (None, Some((_, count))) => value
+                    .zip(count.filter(|n| *n > 0.0))
+                    .map(|(sum, n)| sum / n),
+                _ => value,
+            };
+            let denominator = denominator.map(|(term, _)| term);
             Ok(Cell {
                 key: order.iter().map(|&g| c.key[g].clone()).collect(),
                 value,

@@ -33,6 +33,8 @@ pub(crate) enum Shape {
     Ratio {
         numerator: AggregateFunction,
         denominator: AggregateFunction,
+        /// The `avg(x)` it is, unscaled: its value is the numerator's over the denominator's.
+        avg: Option<AggregateFunction>,
     },
 }
 
@@ -287,6 +289,7 @@ pub(crate) fn shape_of(
                 Shape::Ratio {
                     numerator,
                     denominator,
+                    avg: (scale == 1.0).then_some(f),
                 }
             } else {
                 Shape::Single { term: f, scale }
@@ -306,6 +309,7 @@ pub(crate) fn shape_of(
             Shape::Ratio {
                 numerator,
                 denominator,
+                avg: None,
             }
         }
         _ => {

@@ -220,7 +220,8 @@ pub(crate) struct Accepted {
     pub measure_name: String,
     /// The aggregates the measure is made of.
     pub shape: Shape,
-    /// Whether the measure column is its one aggregate itself (not an expression of it).
+    /// Whether the measure column is its one aggregate (or `avg`) itself, not an expression of
+    /// it: the unit passes then give its values.
     pub measure_bare: bool,
 }
 
@@ -905,15 +906,15 @@ pub(crate) fn check(
         output.statistic,
     )?;
     // The measure column is the one aggregate itself: the unit pass gives its values.
-    let measure_bare = match &shape {
-        Shape::Single { term, scale } => {
-            *scale == 1.0
-                && origins[measure_index].bare.is_some_and(|i| {
-                    i >= k && matches!(strip_alias(&aggregate.aggr_expr[i - k]), Expr::AggregateFunction(f) if f == term)
-                })
-        }
-        Shape::Ratio { .. } => false,
+    let bare_aggregate = match &shape {
+        Shape::Single { term, scale } => (*scale == 1.0).then_some(term),
+        Shape::Ratio { avg, .. } => avg.as_ref(),
     };
+    let measure_bare = bare_aggregate.is_some_and(|term| {
+        origins[measure_index].bare.is_some_and(|i| {
+            i >= k && matches!(strip_alias(&aggregate.aggr_expr[i - k]), Expr::AggregateFunction(f) if f == term)
+        })
+    });
     let (unit_input, unit_idx) = carry_unit(&aggregate.input, &lineage)?;
     let unit_idx = unit_idx.ok_or_else(|| Violation::UnitLost {
         unit: output.unit.clone(),
