@@ -320,7 +320,104 @@ pub(crate) fn shape_of(
         }
     };
     check_statistic(&shape, statistic, measure)?;
+    for term in shape.terms() {
+        if let (true, Some(arg)) = (
+            matches!(term.func.name(), "sum" | "avg" | "min" | "max"),
+            term.params.args.first(),
+        ) {
+            let mut names = std::collections::HashMap::new();
+            referenced(arg, true, &mut names);
+            values_below(&aggregate.input, names).map_err(|why| Violation::UnsupportedMeasure {
+                measure: measure.to_string(),
+                found: format!("{} ({why})", Expr::AggregateFunction(term.clone())),
+                accepted: ACCEPTED_MEASURES,
+            })?;
+        }
+    }
     Ok(shape)
+}
+
+/// The columns an expression reads, each marked whether it is the whole expression (a bare
+/// column, whose definition may then be a filtering CASE).
+fn referenced(e: &Expr, top: bool, names: &mut std::collections::HashMap<String, bool>) {
+    let mut inner = e;
+    while let Expr::Alias(a) = inner {
+        inner = &a.expr;
+    }
+    if let Expr::Column(c) = inner {
+        let entry = names.entry(c.name.clone()).or_insert(top);
+        *entry = *entry && top;
+        return;
+    }
+    for c in e.column_refs() {
+        names.insert(c.name.clone(), false);
+    }
+}
+
+/// The definitions below the final aggregation of the columns a sum, mean, minimum or maximum
+/// reads must be measures too: a subquery's `CASE WHEN rare THEN 1.001 ELSE 1 END AS w` summed
+/// outside is the same weighted sum. Columns are followed by name, through every node.
+fn values_below(
+    plan: &LogicalPlan,
+    names: std::collections::HashMap<String, bool>,
+) -> Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut next = std::collections::HashMap::new();
+    match plan {
+        LogicalPlan::Projection(p) => {
+            for (e, field) in p.expr.iter().zip(p.schema.fields()) {
+                if let Some(&top) = names.get(field.name()) {
+                    let mut bare = e;
+                    while let Expr::Alias(a) = bare {
+                        bare = &a.expr;
+                    }
+                    if !matches!(bare, Expr::Column(_)) {
+                        value_expression(e, top)?;
+                    }
+                    referenced(e, top, &mut next);
+                }
+            }
+        }
+        LogicalPlan::Aggregate(a) => {
+            let k = a.group_expr.len();
+            for (i, field) in a.schema.fields().iter().enumerate() {
+                let Some(&top) = names.get(field.name()) else {
+                    continue;
+                };
+                let e = if i < k {
+                    &a.group_expr[i]
+                } else {
+                    &a.aggr_expr[i - k]
+                };
+                let mut bare = e;
+                while let Expr::Alias(al) = bare {
+                    bare = &al.expr;
+                }
+                match bare {
+                    // A per-person count is a number of rows: a measure.
+                    Expr::AggregateFunction(f) if f.func.name() == "count" => {}
+                    Expr::AggregateFunction(f) => {
+                        if let Some(arg) = f.params.args.first() {
+                            value_expression(arg, top)?;
+                            referenced(arg, top, &mut next);
+                        }
+                    }
+                    other => {
+                        if !matches!(other, Expr::Column(_)) {
+                            value_expression(other, top)?;
+                        }
+                        referenced(other, top, &mut next);
+                    }
+                }
+            }
+        }
+        _ => next = names,
+    }
+    plan.inputs()
+        .into_iter()
+        .try_for_each(|input| values_below(input, next.clone()))
 }
 
 /// The declared statistic must be what the shape computes.

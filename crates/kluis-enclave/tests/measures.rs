@@ -411,3 +411,53 @@ fn a_function_cannot_spell_a_group_as_a_number_inside_a_sum() {
         );
     }
 }
+
+#[test]
+fn a_weight_defined_in_a_subquery_is_judged_as_if_written_in_the_sum() {
+    for (statistic, sql) in [
+        (
+            Statistic::Sum,
+            "SELECT region, sum(w) AS n FROM (SELECT region, CASE WHEN naturalised IS NOT NULL THEN 1.001 ELSE 1 END AS w FROM person_years) t GROUP BY region",
+        ),
+        (
+            Statistic::Sum,
+            "SELECT region, sum(1 + w) AS n FROM (SELECT region, CASE WHEN naturalised IS NOT NULL THEN 0.001 END AS w FROM person_years) t GROUP BY region",
+        ),
+        (
+            Statistic::Mean,
+            "WITH v AS (SELECT region, length(concat(CAST(naturalised AS VARCHAR), '')) AS w FROM person_years) SELECT region, avg(w) AS m FROM v GROUP BY region",
+        ),
+        (
+            Statistic::Mean,
+            "SELECT region, avg(w) AS m FROM (SELECT pseudonym, region, sum(CASE WHEN naturalised IS NOT NULL THEN 2 ELSE 1 END) AS w FROM person_years GROUP BY pseudonym, region) t GROUP BY region",
+        ),
+    ] {
+        let v = refusal(statistic, sql);
+        assert!(
+            matches!(v, Violation::UnsupportedMeasure { .. }),
+            "{sql}: refused for the wrong reason: {v}"
+        );
+    }
+    // A filtering CASE in a subquery, a per-person count or total, arithmetic of columns.
+    let e = enclave();
+    for (statistic, sql) in [
+        (
+            Statistic::Sum,
+            "SELECT region, sum(w) AS n FROM (SELECT region, CASE WHEN sex = 'F' THEN income ELSE 0 END AS w FROM person_years) t GROUP BY region",
+        ),
+        (
+            Statistic::Mean,
+            "SELECT region, avg(n) AS m FROM (SELECT pseudonym, region, count(*) AS n FROM person_years GROUP BY pseudonym, region) t GROUP BY region",
+        ),
+        (
+            Statistic::Mean,
+            "SELECT region, avg(total) AS m FROM (SELECT pseudonym, region, sum(income) AS total FROM person_years GROUP BY pseudonym, region) t GROUP BY region",
+        ),
+        (
+            Statistic::Mean,
+            "WITH v AS (SELECT region, year - naturalised AS w FROM person_years) SELECT region, avg(w) AS m FROM v GROUP BY region",
+        ),
+    ] {
+        assert!(e.check(&output(statistic, sql)).is_ok(), "{sql}");
+    }
+}
