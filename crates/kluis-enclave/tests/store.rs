@@ -360,10 +360,7 @@ fn a_released_margin_keeps_its_units_for_the_differencing_check() {
     ]);
     let (_dir, store, released, rules) = project();
 
-    let first = job(&[(
-        "persons",
-        "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
-    )]);
+    let first = job(&[("persons", BY_REGION_SEX)]);
     let records = store
         .submit(&first, &run(&e, &first), &rules, "rita", NOW)
         .unwrap();
@@ -394,6 +391,19 @@ fn a_released_margin_keeps_its_units_for_the_differencing_check() {
     assert_eq!(d.units_apart, 3);
 }
 
+/// Persons by region and sex, one woman in Wallonia; Antwerp's cells are the smallest others.
+const LINKED_POPULATION: &[(&str, &str, &str, usize)] = &[
+    ("BRU", "F", "A", 11),
+    ("VLG", "F", "A", 13),
+    ("WAL", "F", "A", 1),
+    ("ANT", "F", "A", 10),
+    ("BRU", "M", "A", 60),
+    ("VLG", "M", "A", 70),
+    ("WAL", "M", "A", 40),
+    ("ANT", "M", "A", 12),
+];
+const BY_SEX_OUTSIDE_ANTWERP: &str = "SELECT sex, count(DISTINCT pseudonym) AS persons FROM person_years WHERE region <> 'ANT' GROUP BY sex";
+
 /// The published cells of a report by key.
 fn published(report: &Report) -> std::collections::BTreeMap<Vec<String>, Option<f64>> {
     report
@@ -409,26 +419,11 @@ fn a_table_with_another_filter_cannot_give_a_withheld_cell_of_a_linked_table_awa
     // cheapest secondary cells around them (Antwerp's, the smallest). Table B: persons by sex
     // outside Antwerp. B's women (25) minus A's published women of Brussels (11) and Flanders
     // (13) would be Wallonia's one woman: B's cell is withheld instead.
-    let e = enclave(&[
-        ("BRU", "F", "A", 11),
-        ("VLG", "F", "A", 13),
-        ("WAL", "F", "A", 1),
-        ("ANT", "F", "A", 10),
-        ("BRU", "M", "A", 60),
-        ("VLG", "M", "A", 70),
-        ("WAL", "M", "A", 40),
-        ("ANT", "M", "A", 12),
-    ]);
+    let e = enclave(LINKED_POPULATION);
     let (_dir, store, released, rules) = project();
     let both = job(&[
-        (
-            "by_region_sex",
-            "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
-        ),
-        (
-            "by_sex_outside_antwerp",
-            "SELECT sex, count(DISTINCT pseudonym) AS persons FROM person_years WHERE region <> 'ANT' GROUP BY sex",
-        ),
+        ("by_region_sex", BY_REGION_SEX),
+        ("by_sex_outside_antwerp", BY_SEX_OUTSIDE_ANTWERP),
     ]);
     let records = store
         .submit(&both, &run(&e, &both), &rules, "rita", NOW)
@@ -464,27 +459,12 @@ fn a_table_with_another_filter_cannot_give_a_withheld_cell_of_a_linked_table_awa
 #[test]
 fn a_released_table_with_another_filter_is_linked_too() {
     // The same two tables in two jobs: B, submitted after A is released, fails on the ledger.
-    let e = enclave(&[
-        ("BRU", "F", "A", 11),
-        ("VLG", "F", "A", 13),
-        ("WAL", "F", "A", 1),
-        ("ANT", "F", "A", 10),
-        ("BRU", "M", "A", 60),
-        ("VLG", "M", "A", 70),
-        ("WAL", "M", "A", 40),
-        ("ANT", "M", "A", 12),
-    ]);
+    let e = enclave(LINKED_POPULATION);
     let (_dir, store, released, rules) = project();
-    let a = job(&[(
-        "by_region_sex",
-        "SELECT region, sex, count(DISTINCT pseudonym) AS persons FROM person_years GROUP BY region, sex",
-    )]);
+    let a = job(&[("by_region_sex", BY_REGION_SEX)]);
     let first = store.submit(&a, &run(&e, &a), &rules, "rita", NOW).unwrap();
     release(&store, &first[0].id, &released);
-    let b = job(&[(
-        "by_sex_outside_antwerp",
-        "SELECT sex, count(DISTINCT pseudonym) AS persons FROM person_years WHERE region <> 'ANT' GROUP BY sex",
-    )]);
+    let b = job(&[("by_sex_outside_antwerp", BY_SEX_OUTSIDE_ANTWERP)]);
     let second = store.submit(&b, &run(&e, &b), &rules, "rita", NOW).unwrap();
     assert_eq!(second[0].verdict, TableStatus::Fail, "{:?}", second[0]);
     let finding = second[0]
