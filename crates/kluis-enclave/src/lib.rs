@@ -520,7 +520,7 @@ impl Enclave {
         }
         let denominator = (terms.len() > 1).then(|| terms.remove(1));
         let unit_cells = terms.remove(0);
-        let margins = if accepted.measure_bare && unit_cells.gives_values {
+        let margins = if accepted.measure_bare {
             None
         } else {
             let plan = stats::margins_plan(&accepted).map_err(|e| EnclaveError::Execution {

@@ -250,17 +250,10 @@ impl Ledger {
         })
         .into_iter()
         .map(|r| {
-            let (new, released) = match &origins[r.cell] {
-                Origin::New(cell) => (*cell, &origins[r.nested[0]]),
-                Origin::Released(..) => match origins[r.nested[0]] {
-                    Origin::New(cell) => (cell, &origins[r.cell]),
-                    Origin::Released(..) => {
-                        unreachable!("released cells are judged against new ones")
-                    }
-                },
-            };
-            let Origin::Released(output, cell) = released else {
-                unreachable!("a new cell is judged against released ones")
+            let (new, (output, cell)) = match (&origins[r.cell], &origins[r.nested[0]]) {
+                (Origin::New(new), Origin::Released(output, cell))
+                | (Origin::Released(output, cell), Origin::New(new)) => (*new, (output, cell)),
+                _ => unreachable!("a finding pairs new cells with released ones"),
             };
             Differencing {
                 key: table.key_map(new),

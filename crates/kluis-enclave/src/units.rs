@@ -11,16 +11,18 @@
 //!    there the unit is one contributor, with the sum of its contributions (the minimum or
 //!    maximum for `min`/`max`), so a person's 20 rows in a cell are one contributor;
 //! 3. each cell accumulates rows, units, units with a counted value (a true filter and a
-//!    non-null argument: the aggregate's own contributors), units with a non-zero contribution, the total and absolute total of contributions, and the two largest absolute
+//!    non-null argument: the aggregate's own contributors), units with a non-zero contribution,
+//!    the total and absolute total of contributions, and the two largest absolute
 //!    contributions; the buckets' cells are added together;
 //! 4. the set of units the number depends on (a counted, non-zero contribution; any counted
-//!    value for `min`/`max`), which the release ledger keeps to catch differencing, is a compressed bitmap per finest cell, and a margin's is the union of its
+//!    value for `min`/`max`), which the release ledger keeps to catch differencing, is a
+//!    compressed bitmap per finest cell, and a margin's is the union of its
 //!    finest cells' (the buckets hold different containers, so theirs never overlap).
 //!
 //! Units must be whole numbers from 0 to 2^32 − 1: the extract's and the view's pseudonyms are
-//! sequence numbers. For the usual aggregates (`count(*)`, `count(x)`, `count(DISTINCT unit)`,
-//! `sum`, `avg`, `min`, `max`) the same pass gives each margin's value too; anything else has its
-//! margins computed by DataFusion from the researcher's own expressions.
+//! sequence numbers. For a bare aggregate the same pass gives each margin's value too (an `avg`:
+//! its sum's pass over its count's); a ratio written out has its margins computed by DataFusion
+//! from the researcher's own expressions.
 
 use std::collections::HashMap;
 
@@ -53,44 +55,28 @@ pub(crate) enum Kind {
     CountValues,
     /// `count(DISTINCT unit)`: 1.
     CountUnits,
-    /// `count(DISTINCT x)` of another column: the unit's non-null values, an upper bound.
-    CountDistinct,
-    /// `sum(x)`, or `avg(x)` (a unit contributes its sum to a mean).
-    Sum {
-        avg: bool,
-        distinct: bool,
-    },
+    /// `sum(x)` (a mean is judged as a sum and a count, each its own pass).
+    Sum,
     Min,
     Max,
 }
 
 impl Kind {
+    /// The kind of one of the aggregates `measure` accepts (no `avg`, and `DISTINCT` only in
+    /// `count(DISTINCT unit)`).
     fn of(f: &AggregateFunction, unit: &datafusion::common::Column) -> Kind {
-        let distinct = f.params.distinct;
         let arg = f.params.args.first();
         match f.func.name() {
             "count" if arg.is_none() || matches!(arg, Some(Expr::Literal(..))) => Kind::CountRows,
-            "count" if distinct => match arg {
+            "count" if f.params.distinct => match arg {
                 Some(Expr::Column(c)) if c.name == unit.name => Kind::CountUnits,
-                _ => Kind::CountDistinct,
+                _ => unreachable!("measure refuses count(DISTINCT x) of another column"),
             },
             "count" => Kind::CountValues,
-            "avg" => Kind::Sum {
-                avg: true,
-                distinct,
-            },
             "min" => Kind::Min,
             "max" => Kind::Max,
-            _ => Kind::Sum {
-                avg: false,
-                distinct,
-            },
+            _ => Kind::Sum,
         }
-    }
-
-    /// Whether the pass computes the measure's value exactly (for a bare aggregate).
-    fn gives_values(self) -> bool {
-        !matches!(self, Kind::CountDistinct | Kind::Sum { distinct: true, .. })
     }
 
     fn merge(self, a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -344,19 +330,16 @@ impl Acc {
 
     fn value(&self, kind: Kind) -> Option<f64> {
         match kind {
-            Kind::CountRows | Kind::CountValues | Kind::CountDistinct => Some(self.values as f64),
+            Kind::CountRows | Kind::CountValues => Some(self.values as f64),
             Kind::CountUnits => Some(self.nonnull as f64),
-            Kind::Sum { avg: false, .. } => (self.nonnull > 0).then_some(self.total),
-            Kind::Sum { avg: true, .. } => {
-                (self.values > 0).then(|| self.total / self.values as f64)
-            }
+            Kind::Sum => (self.nonnull > 0).then_some(self.total),
             Kind::Min => self.min,
             Kind::Max => self.max,
         }
     }
 }
 
-/// One cell with its statistics, its unit set and (when the pass computes it) its value.
+/// One cell with its statistics, its unit set and its aggregate's value.
 pub(crate) struct UnitCell {
     /// One level per GROUP BY key, in GROUP BY order.
     pub key: Vec<Level>,
@@ -367,8 +350,6 @@ pub(crate) struct UnitCell {
 
 pub(crate) struct UnitCells {
     pub cells: Vec<UnitCell>,
-    /// Whether [`UnitCell::value`] is the measure's value.
-    pub gives_values: bool,
 }
 
 /// Reserves pool memory for the Rust side, so it counts against the memory limit.
@@ -493,8 +474,8 @@ async fn code_partition(
             let (values, contribution) = match kind {
                 Kind::CountRows => (u32::from(counted), f64::from(u8::from(counted))),
                 _ if !counted || values.is_null(r) => (0, 0.0),
-                Kind::CountValues | Kind::CountDistinct | Kind::CountUnits => (1, 1.0),
-                Kind::Sum { .. } | Kind::Min | Kind::Max => (1, numbers.value(r)),
+                Kind::CountValues | Kind::CountUnits => (1, 1.0),
+                Kind::Sum | Kind::Min | Kind::Max => (1, numbers.value(r)),
             };
             let entry = Entry {
                 unit,
@@ -797,10 +778,7 @@ pub(crate) async fn unit_cells(
             }
         })
         .collect();
-    Ok(UnitCells {
-        cells,
-        gives_values: kind.gives_values(),
-    })
+    Ok(UnitCells { cells })
 }
 
 /// Every cell's unit set: a finest cell's is its own, a margin's the union of its finest
