@@ -18,7 +18,7 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, BinaryExpr, Expr, LogicalPlan, Operator};
 use datafusion::scalar::ScalarValue;
 
-use crate::policy::Violation;
+use crate::policy::{Violation, strip_alias};
 use kluis_sdc::Statistic;
 
 /// The accepted shapes, as the refusal lists them.
@@ -118,11 +118,7 @@ fn factors(form: &Form, up: bool, out: &mut Vec<(usize, bool)>, scale: &mut f64)
 
 fn aggregate_at<'a>(aggregate: &'a Aggregate, field: usize) -> Option<&'a AggregateFunction> {
     let k = aggregate.group_expr.len();
-    let mut e = aggregate.aggr_expr.get(field.checked_sub(k)?)?;
-    while let Expr::Alias(a) = e {
-        e = &a.expr;
-    }
-    match e {
+    match strip_alias(aggregate.aggr_expr.get(field.checked_sub(k)?)?) {
         Expr::AggregateFunction(f) => Some(f),
         _ => None,
     }
@@ -340,11 +336,7 @@ pub(crate) fn shape_of(
 /// The columns an expression reads, each marked whether it is the whole expression (a bare
 /// column, whose definition may then be a filtering CASE).
 fn referenced(e: &Expr, top: bool, names: &mut std::collections::HashMap<String, bool>) {
-    let mut inner = e;
-    while let Expr::Alias(a) = inner {
-        inner = &a.expr;
-    }
-    if let Expr::Column(c) = inner {
+    if let Expr::Column(c) = strip_alias(e) {
         let entry = names.entry(c.name.clone()).or_insert(top);
         *entry = *entry && top;
         return;
@@ -369,11 +361,7 @@ fn values_below(
         LogicalPlan::Projection(p) => {
             for (e, field) in p.expr.iter().zip(p.schema.fields()) {
                 if let Some(&top) = names.get(field.name()) {
-                    let mut bare = e;
-                    while let Expr::Alias(a) = bare {
-                        bare = &a.expr;
-                    }
-                    if !matches!(bare, Expr::Column(_)) {
+                    if !matches!(strip_alias(e), Expr::Column(_)) {
                         value_expression(e, top)?;
                     }
                     referenced(e, top, &mut next);
@@ -391,11 +379,7 @@ fn values_below(
                 } else {
                     &a.aggr_expr[i - k]
                 };
-                let mut bare = e;
-                while let Expr::Alias(al) = bare {
-                    bare = &al.expr;
-                }
-                match bare {
+                match strip_alias(e) {
                     // A per-person count is a number of rows: a measure.
                     Expr::AggregateFunction(f) if f.func.name() == "count" => {}
                     Expr::AggregateFunction(f) => {

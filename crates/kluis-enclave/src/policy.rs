@@ -225,7 +225,7 @@ pub(crate) struct Accepted {
     pub measure_bare: bool,
 }
 
-fn strip_alias(e: &Expr) -> &Expr {
+pub(crate) fn strip_alias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => strip_alias(&a.expr),
         e => e,
