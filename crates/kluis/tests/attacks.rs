@@ -1434,6 +1434,20 @@ fn a_table_of_the_others_never_differences_a_released_table_by_fewer_than_thresh
 // ---------------------------------------------------------------------------------------------
 // 6. Release race.
 
+/// `kluis audit verify` passes: concurrent commands left the chain whole.
+fn assert_audit_verifies(env: &Env, when: &str) {
+    let verify = env
+        .kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "audit verify {when}: {}",
+        text(&verify.stderr)
+    );
+}
+
 fn spawn(env: &Env, actor: &str, args: &[&str]) -> std::process::Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("kluis"))
         .env_remove("KLUIS_WAREHOUSE")
@@ -1579,16 +1593,7 @@ fn two_reviewers_releasing_a_differencing_pair_at_once_never_both_release() {
     eprintln!(
         "{raced} races: {one_released} with one release, {stale} stale refusals, other refusals: {other_refusals:#?}"
     );
-    let verify = env
-        .kluis("", REAL_DAY)
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "audit verify after the races: {}",
-        text(&verify.stderr)
-    );
+    assert_audit_verifies(&env, "after the races");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1658,16 +1663,7 @@ fn concurrent_job_runs_of_one_project_get_distinct_ids_and_every_stored_output_i
         "{} outputs from successful runs; failed runs: {failures:#?}",
         reported.len()
     );
-    let verify = env
-        .kluis("", REAL_DAY)
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "audit verify: {}",
-        text(&verify.stderr)
-    );
+    assert_audit_verifies(&env, "after the concurrent runs");
 }
 
 // ---------------------------------------------------------------------------------------------
