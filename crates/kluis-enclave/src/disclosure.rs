@@ -112,6 +112,7 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
         measure: Some(table.quantity.clone()),
         cells,
         overlapping: table.statistic.is_additive() && !margins_add_up(table),
+        dimension_ids: table.dimension_ids.clone(),
     }
 }
 

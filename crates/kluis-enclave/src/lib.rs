@@ -182,6 +182,9 @@ pub struct OutputTable {
     pub statistic: Statistic,
     pub unit: String,
     pub dimensions: Vec<String>,
+    /// What each dimension is (its GROUP BY expression): cells of tables with the same quantity
+    /// are the same number only when their dimensions are the same, whatever they are named.
+    pub dimension_ids: Vec<String>,
     pub measure: String,
     /// What the measure adds up (the aggregate over its exact rows): linked tables share it.
     pub quantity: String,
@@ -537,11 +540,17 @@ impl Enclave {
                 message,
             })?;
         let quantity = quantity_of(&accepted);
+        let dimension_ids = accepted
+            .dims
+            .iter()
+            .map(|&(_, g)| policy::strip_alias(&accepted.aggregate.group_expr[g]).to_string())
+            .collect();
         Ok(OutputTable {
             name: output.name.clone(),
             statistic: output.statistic,
             unit: output.unit.clone(),
             dimensions: accepted.dim_names,
+            dimension_ids,
             measure: accepted.measure_name,
             quantity,
             result,

@@ -7,14 +7,21 @@
 //! them away: table B by nationality `WHERE region <> '02000'` minus table A's cells of the other
 //! regions is A's withheld cell of region 02000 (25 − 11 − 13 = 1), a released cell of 9,252
 //! persons minus a new one of 9,251 is one person. One cell nested in another is the special
-//! case of one cell at that level. Tables over the same rows with the same aggregate are left
-//! to the secondary suppression, which protects them as one linked system (released cells
-//! included) and proves it with its audit.
+//! case of one cell at that level. The other way round, the cells of one level that reach into
+//! `S` may cover it with a few persons more: two released regions minus a regrouping of both
+//! that leaves a small group out is that group (682 + 408 − 1,089 = 1).
+//!
+//! Tables over the same rows with the same aggregate whose dimensions nest (one table's cells
+//! are margins of the other's) are left to the secondary suppression, which protects them as
+//! one linked system (released cells included) and proves it with its audit. With other
+//! dimensions (a regrouping, even named like the column it regroups) they are judged here.
 //!
 //! What this does not see (and the closing notes of issue 15 say so): combinations of cells of
 //! several levels or several tables at once, and rows: persons are compared, so a person with
 //! rows on both sides of a difference (in two regions over the years) hides a difference of
-//! rows. Tables over the same rows are also protected together by the secondary suppression.
+//! rows.
+
+use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 
@@ -34,69 +41,137 @@ pub(crate) struct PublishedSet<'a> {
 pub(crate) struct Remainder {
     /// The index of the cell `S` in the cells given.
     pub cell: usize,
-    /// The nested cells subtracted from it.
+    /// The other source's cells: nested in `S` (subtracted from it), or reaching into `S` and
+    /// covering it (`S` subtracted from their sum).
     pub nested: Vec<usize>,
-    /// Persons of `S` in none of them (1 to threshold − 1).
+    /// Persons of `S` in none of them, or of them outside `S` (1 to threshold − 1).
     pub persons: u64,
 }
 
 /// Every remainder of 1 to `threshold − 1` persons of a cell `S` minus the nested cells of one
-/// other source and level, for the pairs of sources where `judged(S's source, other source)`.
+/// other source and level, for the pairs of sources where `judged(S's source, other source)`;
+/// and the other way round, the cells of one level of the other source that together cover `S`
+/// with 1 to `threshold − 1` persons more.
 pub(crate) fn remainders(
     cells: &[PublishedSet],
     threshold: u64,
     judged: impl Fn(usize, usize) -> bool,
 ) -> Vec<Remainder> {
-    let mut groups: std::collections::BTreeMap<(usize, u64), Vec<usize>> = Default::default();
+    let mut groups: BTreeMap<usize, BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
         if !c.units.is_empty() {
-            groups.entry((c.source, c.level)).or_default().push(i);
+            groups
+                .entry(c.source)
+                .or_default()
+                .entry(c.level)
+                .or_default()
+                .push(i);
         }
     }
     let mut found = Vec::new();
     for (s, big) in cells.iter().enumerate() {
-        let size = big.units.len();
-        if size == 0 {
+        if big.units.is_empty() {
             continue;
         }
-        for (&(source, _), members) in &groups {
+        for (&source, levels) in &groups {
             if source == big.source || !judged(big.source, source) {
                 continue;
             }
-            let nested: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&c| {
-                    let small = cells[c].units;
-                    small.len() <= size
-                        && small.min().is_some_and(|m| big.units.contains(m))
-                        && small.is_subset(big.units)
-                })
-                .collect();
-            if nested.is_empty() {
-                continue;
-            }
-            // Cells of a level may share persons (over years), so the union is at most the sum:
-            // a remainder of at least the threshold by the sum needs no union.
-            let sum: u64 = nested.iter().map(|&c| cells[c].units.len()).sum();
-            if size.saturating_sub(sum) >= threshold {
-                continue;
-            }
-            let mut union = RoaringBitmap::new();
-            for &c in &nested {
-                union |= cells[c].units;
-            }
-            let persons = size - union.len();
-            if persons > 0 && persons < threshold {
-                found.push(Remainder {
-                    cell: s,
-                    nested,
-                    persons,
-                });
+            for members in levels.values() {
+                for r in [
+                    nested_remainder(cells, big.units, members, threshold),
+                    covering_remainder(cells, big.units, members, threshold),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    found.push(Remainder { cell: s, ..r });
+                }
             }
         }
     }
     found
+}
+
+/// `set` minus the `members` nested in it, when that leaves 1 to `threshold − 1` persons (the
+/// remainder's `cell` is left for the caller).
+fn nested_remainder(
+    cells: &[PublishedSet],
+    set: &RoaringBitmap,
+    members: &[usize],
+    threshold: u64,
+) -> Option<Remainder> {
+    let size = set.len();
+    let nested: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&c| {
+            let small = cells[c].units;
+            small.len() <= size
+                && small.min().is_some_and(|m| set.contains(m))
+                && small.is_subset(set)
+        })
+        .collect();
+    if nested.is_empty() {
+        return None;
+    }
+    // Cells of a level may share persons (over years), so the union is at most the sum: a
+    // remainder of at least the threshold by the sum needs no union.
+    let sum: u64 = nested.iter().map(|&c| cells[c].units.len()).sum();
+    if size.saturating_sub(sum) >= threshold {
+        return None;
+    }
+    let mut union = RoaringBitmap::new();
+    for &c in &nested {
+        union |= cells[c].units;
+    }
+    let persons = size - union.len();
+    (persons > 0 && persons < threshold).then_some(Remainder {
+        cell: usize::MAX,
+        nested,
+        persons,
+    })
+}
+
+/// The `members` that reach into `set`, when together they cover it with 1 to `threshold − 1`
+/// persons more: a region plus another region minus a regrouping of both that leaves a small
+/// group out is that group.
+fn covering_remainder(
+    cells: &[PublishedSet],
+    set: &RoaringBitmap,
+    members: &[usize],
+    threshold: u64,
+) -> Option<Remainder> {
+    let mut reaching = Vec::new();
+    let mut beyond = RoaringBitmap::new();
+    for &c in members {
+        let units = cells[c].units;
+        let inside = units.min().is_some_and(|m| set.contains(m));
+        if !inside && units.is_disjoint(set) {
+            continue;
+        }
+        reaching.push(c);
+        if !units.is_subset(set) {
+            beyond |= units - set;
+            if beyond.len() >= threshold {
+                return None;
+            }
+        }
+    }
+    // One cell reaching in and covering `S` holds it: that is `S` nested in it, which the
+    // nested direction finds from its side (with the other cells nested there).
+    if beyond.is_empty() || reaching.len() < 2 {
+        return None;
+    }
+    let mut covered = set.clone();
+    for &c in &reaching {
+        covered -= cells[c].units;
+    }
+    covered.is_empty().then(|| Remainder {
+        cell: usize::MAX,
+        nested: reaching,
+        persons: beyond.len(),
+    })
 }
 
 /// The level of a cell key: a bit for each totalled dimension.
@@ -109,6 +184,8 @@ pub(crate) fn level_of(key: &[String]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn set(units: impl IntoIterator<Item = u32>) -> RoaringBitmap {
@@ -116,7 +193,8 @@ mod tests {
     }
 
     /// Brute force on small cases: every remainder of a cell minus the nested cells of one
-    /// (source, level) group, computed person by person.
+    /// (source, level) group, and every covering of a cell by the cells of one group that reach
+    /// into it, person by person.
     #[test]
     fn remainders_equal_a_person_by_person_search() {
         let mut seed = 7u64;
@@ -144,33 +222,57 @@ mod tests {
                 .collect();
             let found = remainders(&cells, 5, |_, _| true);
             let mut expected = Vec::new();
+            let of_group = |source: usize, level: u64| -> Vec<usize> {
+                (0..cells.len())
+                    .filter(|&c| {
+                        (cells[c].source, cells[c].level) == (source, level)
+                            && !cells[c].units.is_empty()
+                    })
+                    .collect()
+            };
             for (s, big) in cells.iter().enumerate() {
                 for source in 0..3 {
                     for level in 0..2 {
-                        if source == big.source || big.units.is_empty() {
+                        let members = of_group(source, level);
+                        if source == big.source || big.units.is_empty() || members.is_empty() {
                             continue;
                         }
-                        let nested: Vec<usize> = (0..cells.len())
-                            .filter(|&c| {
-                                let cell = &cells[c];
-                                (cell.source, cell.level) == (source, level)
-                                    && !cell.units.is_empty()
-                                    && cell.units.iter().all(|u| big.units.contains(u))
-                            })
+                        let nested: Vec<usize> = members
+                            .iter()
+                            .copied()
+                            .filter(|&c| cells[c].units.iter().all(|u| big.units.contains(u)))
                             .collect();
-                        if nested.is_empty() {
-                            continue;
-                        }
                         let left = big
                             .units
                             .iter()
                             .filter(|u| nested.iter().all(|&c| !cells[c].units.contains(*u)))
                             .count() as u64;
-                        if (1..5).contains(&left) {
+                        if !nested.is_empty() && (1..5).contains(&left) {
                             expected.push(Remainder {
                                 cell: s,
                                 nested,
                                 persons: left,
+                            });
+                        }
+                        let reaching: Vec<usize> = members
+                            .iter()
+                            .copied()
+                            .filter(|&c| cells[c].units.iter().any(|u| big.units.contains(u)))
+                            .collect();
+                        let beyond: BTreeSet<u32> = reaching
+                            .iter()
+                            .flat_map(|&c| cells[c].units.iter())
+                            .filter(|u| !big.units.contains(*u))
+                            .collect();
+                        let covered = big
+                            .units
+                            .iter()
+                            .all(|u| reaching.iter().any(|&c| cells[c].units.contains(u)));
+                        if covered && reaching.len() > 1 && (1..5).contains(&(beyond.len() as u64)) {
+                            expected.push(Remainder {
+                                cell: s,
+                                nested: reaching,
+                                persons: beyond.len() as u64,
                             });
                         }
                     }
@@ -211,6 +313,36 @@ mod tests {
                 cell: 2,
                 nested: vec![0, 1],
                 persons: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn a_regrouping_covered_by_two_published_cells_gives_the_group_it_leaves_out_away() {
+        // Table A by region with its total: regions g, o and the rest. Table B regroups g
+        // without two of its persons (18, 19) together with o.
+        let (g, o, rest, total) = (set(0..20), set(20..40), set(40..60), set(0..60));
+        let regrouped = set((0..18).chain(20..40));
+        let published = |units, source, level| PublishedSet {
+            source,
+            level,
+            units,
+        };
+        let cells = [
+            published(&g, 0, 0),
+            published(&o, 0, 0),
+            published(&rest, 0, 0),
+            published(&total, 0, 1),
+            published(&regrouped, 1, 0),
+        ];
+        // g + o − regrouped = the two persons.
+        let found = remainders(&cells, 10, |_, _| true);
+        assert_eq!(
+            found,
+            vec![Remainder {
+                cell: 4,
+                nested: vec![0, 1],
+                persons: 2
             }]
         );
     }

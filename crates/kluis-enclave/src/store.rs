@@ -15,7 +15,7 @@
 //!
 //! Every file is written beside its target and renamed into place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -108,9 +108,10 @@ pub struct Differencing {
     /// The released output and cell it is too close to.
     pub released_output: String,
     pub released_key: BTreeMap<String, String>,
-    /// Persons of the larger cell in none of the cells subtracted from it.
+    /// The persons their difference counts: of the larger side in none of the cells of the
+    /// other.
     pub units_apart: u64,
-    /// How many cells were subtracted (1: a cell nested in another).
+    /// How many cells of the other side take part (1: a cell nested in another).
     #[serde(default = "one")]
     pub nested_cells: usize,
 }
@@ -166,8 +167,39 @@ pub struct LedgerCell {
 struct LedgerEntry {
     output: String,
     quantity: String,
+    /// Dimension name → what it is ([`Table::dimension_ids`]); a name missing is itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    dimension_ids: BTreeMap<String, String>,
     statistic: Statistic,
     cells: Vec<LedgerCell>,
+}
+
+impl LedgerEntry {
+    fn dimension_id<'a>(&'a self, name: &'a str) -> &'a str {
+        self.dimension_ids.get(name).map_or(name, String::as_str)
+    }
+
+    /// What its dimensions are (every cell's key names them all).
+    fn dimensions(&self) -> impl Iterator<Item = &str> + Clone {
+        self.cells
+            .first()
+            .into_iter()
+            .flat_map(|c| c.key.keys())
+            .map(|d| self.dimension_id(d))
+    }
+}
+
+/// Whether two tables with the same quantity are one linked system for the secondary
+/// suppression: every cell of the one with fewer dimensions is a cell of the other. Otherwise
+/// (a regrouping of a dimension, other dimensions on both sides) their relations are not
+/// margins, and only the persons behind the cells can judge them.
+fn nested_dimensions<'a>(
+    a: impl IntoIterator<Item = &'a str>,
+    b: impl IntoIterator<Item = &'a str>,
+) -> bool {
+    let a: BTreeSet<&str> = a.into_iter().collect();
+    let b: BTreeSet<&str> = b.into_iter().collect();
+    a.is_subset(&b) || b.is_subset(&a)
 }
 
 /// What the project has released, cell by cell, with the units behind each cell.
@@ -191,7 +223,11 @@ impl Ledger {
                 e.cells.iter().filter_map(|c| {
                     c.value.map(|value| PublishedCell {
                         measure: Some(e.quantity.clone()),
-                        key: c.key.clone(),
+                        key: c
+                            .key
+                            .iter()
+                            .map(|(d, v)| (e.dimension_id(d).to_string(), v.clone()))
+                            .collect(),
                         value,
                     })
                 })
@@ -245,8 +281,13 @@ impl Ledger {
                 self.entries[(source - new_sources) / 2].0.quantity.as_str()
             }
         };
+        let linked = |released: usize| {
+            let entry = &self.entries[(released - new_sources) / 2].0;
+            quantity(0) == quantity(released)
+                && nested_dimensions(table.dimension_identities(), entry.dimensions())
+        };
         remainders(&sets, threshold, |s, t| {
-            is_new(s) != is_new(t) && quantity(s) != quantity(t)
+            is_new(s) != is_new(t) && !linked(s.max(t))
         })
         .into_iter()
         .map(|r| {
@@ -299,9 +340,13 @@ fn differencing_within(
     // enough).
     // Tables over the same rows with the same aggregate are protected together by the
     // secondary suppression, whose audit proves their relations.
-    let quantity = |source: usize| tables[source / 2].measure.as_deref();
+    let linked = |s: usize, t: usize| {
+        let (a, b) = (&tables[s / 2], &tables[t / 2]);
+        a.measure == b.measure
+            && nested_dimensions(a.dimension_identities(), b.dimension_identities())
+    };
     let mut withheld: Vec<(usize, usize)> =
-        remainders(&published, threshold, |s, t| quantity(s) != quantity(t))
+        remainders(&published, threshold, |s, t| !linked(s, t))
             .into_iter()
             .map(|r| {
                 let larger = origin[r.cell];
@@ -867,6 +912,10 @@ impl Store {
             &LedgerEntry {
                 output: id.to_string(),
                 quantity: table.measure.clone().unwrap_or_default(),
+                dimension_ids: (0..table.dimensions.len())
+                    .map(|i| (table.dimensions[i].clone(), table.dimension_id(i).to_string()))
+                    .filter(|(name, id)| name != id)
+                    .collect(),
                 statistic: table.statistic,
                 cells,
             },

@@ -122,6 +122,7 @@ pub fn read_table<R: Read>(reader: R, name: &str) -> Result<Table, SdcError> {
         measure: value_col.map(|_| "value".to_string()),
         cells,
         overlapping: false,
+        dimension_ids: Vec::new(),
     })
 }
 

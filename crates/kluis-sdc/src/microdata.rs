@@ -322,6 +322,7 @@ impl Aggregator {
             measure: self.measure,
             cells,
             overlapping: false,
+            dimension_ids: Vec::new(),
         })
     }
 }

@@ -40,12 +40,12 @@ fn quantity(table: &Table) -> Option<String> {
     }
 }
 
-fn canonical(dims: &[String], key: &[String]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = dims
+fn canonical(table: &Table, key: &[String]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = key
         .iter()
-        .zip(key)
+        .enumerate()
         .filter(|(_, v)| *v != TOTAL)
-        .map(|(d, v)| (d.clone(), v.clone()))
+        .map(|(i, v)| (table.dimension_id(i).to_string(), v.clone()))
         .collect();
     pairs.sort();
     pairs
@@ -102,7 +102,7 @@ impl System {
                     ids.push(None);
                     continue;
                 };
-                let qk = (quantity(table), canonical(&table.dimensions, &cell.key));
+                let qk = (quantity(table), canonical(table, &cell.key));
                 let free = cell.contributions.is_some_and(|c| c.has_negative) || value < 0.0;
                 let id = match by_key.get(&qk) {
                     Some(&id) => {

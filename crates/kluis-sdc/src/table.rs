@@ -145,12 +145,27 @@ pub struct Table {
     /// is not additive, and only primary suppression applies (every cell goes to review).
     #[serde(default)]
     pub overlapping: bool,
+    /// What each dimension is, when its name does not say: cells link to another table's only
+    /// when their dimensions are the same (a regrouping named like a column is not that column).
+    /// Empty: the names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dimension_ids: Vec<String>,
 }
 
 impl Table {
     /// Whether its cells add up along margins: an additive statistic without overlapping units.
     pub fn is_additive(&self) -> bool {
         self.statistic.is_additive() && !self.overlapping
+    }
+
+    /// What dimension `i` is, for linking (see [`Table::dimension_ids`]).
+    pub fn dimension_id(&self, i: usize) -> &str {
+        self.dimension_ids.get(i).unwrap_or(&self.dimensions[i])
+    }
+
+    /// What each dimension is, in order.
+    pub fn dimension_identities(&self) -> impl Iterator<Item = &str> + Clone {
+        (0..self.dimensions.len()).map(|i| self.dimension_id(i))
     }
 
     /// A map from key to cell index.
@@ -202,7 +217,8 @@ pub struct PublishedCell {
     /// The measure whose sum it is (what it counts, for a count table with a measure), `None` for
     /// a plain count.
     pub measure: Option<String>,
-    /// Dimension → value for the dimensions it is broken down by (dimensions at `Total` may be left out).
+    /// Dimension (its [`Table::dimension_id`]) → value for the dimensions it is broken down by
+    /// (dimensions at `Total` may be left out).
     pub key: BTreeMap<String, String>,
     /// The released additive value (a count or a sum).
     pub value: f64,

@@ -126,6 +126,7 @@ fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
     let t = Table {
         name: "h".into(),
         overlapping: false,
+        dimension_ids: Vec::new(),
         dimensions: vec!["region".into()],
         statistic: Statistic::Count,
         measure: None,

@@ -36,6 +36,7 @@ pub fn count_table(rows: &[&str], cols: &[&str], m: &[&[u64]]) -> Table {
     Table {
         name: "t".into(),
         overlapping: false,
+        dimension_ids: Vec::new(),
         dimensions: vec!["row".into(), "col".into()],
         statistic: Statistic::Count,
         measure: None,
@@ -52,6 +53,7 @@ pub fn sum_cell_table(contributions: &[f64]) -> Table {
     Table {
         name: "s".into(),
         overlapping: false,
+        dimension_ids: Vec::new(),
         dimensions: vec!["d".into()],
         statistic: Statistic::Sum,
         measure: Some("income".into()),
@@ -109,6 +111,7 @@ pub fn count_cube(sizes: &[usize], interior: &[u64]) -> Table {
     Table {
         name: "cube".into(),
         overlapping: false,
+        dimension_ids: Vec::new(),
         dimensions: (0..d).map(|j| format!("d{j}")).collect(),
         statistic: Statistic::Count,
         measure: None,
