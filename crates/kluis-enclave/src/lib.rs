@@ -13,6 +13,7 @@ mod measure;
 mod policy;
 mod stats;
 mod store;
+mod total;
 mod units;
 mod write;
 
@@ -396,6 +397,7 @@ impl Enclave {
             .analyzer()
             .execute_and_check(raw, state.config_options(), |_, _| {})
             .map_err(|e| plan_error(e.find_root().to_string()))?;
+        let analyzed = total::total(analyzed).map_err(|e| plan_error(e.find_root().to_string()))?;
         policy::check(analyzed, output, &self.person_years).map_err(refused)
     }
 

@@ -88,6 +88,7 @@ fn form_of(e: &Expr, schema: &DFSchema, below: &[Form]) -> Form {
             None => Form::Other(e.to_string()),
         },
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let right = crate::total::safe_divisor(right).unwrap_or(right);
             let (l, r) = (form_of(left, schema, below), form_of(right, schema, below));
             match op {
                 Operator::Multiply => Form::Product(Box::new(l), Box::new(r)),
@@ -210,7 +211,7 @@ fn value_expression(e: &Expr, top: bool) -> Result<(), String> {
             | Operator::Divide
             | Operator::Modulo => {
                 value_expression(left, false)?;
-                value_expression(right, false)
+                value_expression(crate::total::safe_divisor(right).unwrap_or(right), false)
             }
             _ => Err(format!("a truth value as a number ({e})")),
         },

@@ -37,7 +37,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{
@@ -91,6 +91,8 @@ pub enum Violation {
         name: String,
         allowed: String,
     },
+    #[error("`{call}`: {accepted}, so that it cannot fail on some rows and not on others")]
+    FunctionArguments { call: String, accepted: &'static str },
     #[error(
         "a filter on aggregated values (HAVING) is not allowed: kluis publishes margins over all cells ({expr})"
     )]
@@ -348,6 +350,12 @@ fn check_expr(e: &Expr) -> Option<Violation> {
                 allowed: allowed_list(scalars),
             })
         }
+        Expr::ScalarFunction(f) => {
+            failing_arguments(f.func.name(), &f.args).map(|accepted| Violation::FunctionArguments {
+                call: e.to_string(),
+                accepted,
+            })
+        }
         Expr::AggregateFunction(f) if !aggregates.contains(f.func.name()) => {
             Some(Violation::FunctionNotAllowed {
                 kind: "aggregate function",
@@ -376,6 +384,42 @@ fn check_expr(e: &Expr) -> Option<Violation> {
             Some(Violation::Construct {
                 what: format!("lambda expression {e}"),
             })
+        }
+        _ => None,
+    }
+}
+
+/// Parts of a date `date_part` accepts (any other is an error, raised only on rows that reach it).
+const DATE_PARTS: &[&str] = &["year", "quarter", "month", "week", "day", "doy", "dow"];
+
+/// For an allowed function that fails on some arguments, what it accepts, when `args` are not
+/// that: the failure would be raised by the rows that reach the call (inside a `CASE`, only
+/// those it picks), and the run's outcome would tell whether there are any.
+fn failing_arguments(name: &str, args: &[Expr]) -> Option<&'static str> {
+    fn literal(e: &Expr) -> Option<&ScalarValue> {
+        match e {
+            Expr::Literal(v, _) => Some(v),
+            Expr::Cast(c) => literal(&c.expr),
+            Expr::TryCast(c) => literal(&c.expr),
+            _ => None,
+        }
+    }
+    let non_negative = |e: &Expr| {
+        literal(e)
+            .and_then(|v| v.cast_to(&DataType::Int64).ok())
+            .is_some_and(|v| matches!(v, ScalarValue::Int64(Some(n)) if n >= 0))
+    };
+    match name {
+        // substr(text, start[, count]): a negative count is an error.
+        "substr" if !args.iter().skip(2).all(non_negative) => {
+            Some("substr's length must be a constant of at least 0")
+        }
+        "date_part"
+            if !args.first().and_then(literal).is_some_and(|v| {
+                matches!(v, ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)) if DATE_PARTS.contains(&p.to_lowercase().as_str()))
+            }) =>
+        {
+            Some("date_part's part must be one of 'year', 'quarter', 'month', 'week', 'day', 'doy', 'dow'")
         }
         _ => None,
     }

@@ -2181,9 +2181,12 @@ fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
     );
 }
 
+/// A query that fails only when some row reaches a failing expression (a division by zero, a
+/// cast of a text that is no number, a function given a bad argument) makes the run's exit
+/// code a membership oracle. Each probe is run for a combination one person has and one nobody
+/// has: the outcomes must not differ.
 #[test]
-#[ignore = "LEAK: a full run fails with `Divide by zero` exactly when nobody in the full population has a value or combination (a ratio whose denominator is 0, or 1 / (naturalisation_date - Y) in a row): job run's exit code is a membership oracle"]
-fn leak_a_division_by_zero_tells_whether_anybody_has_a_combination() {
+fn closed_leak_a_failing_division_or_cast_tells_nothing_about_who_is_there() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     // A combination exactly one person has, and one nobody has.
@@ -2233,6 +2236,21 @@ fn leak_a_division_by_zero_tells_whether_anybody_has_a_combination() {
             "SELECT region, count(*) AS n FROM person_years WHERE 1 / (naturalisation_date - {year}) <> 0 GROUP BY region"
         )
     };
+    let modulo = |year: i64| {
+        format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE 7 % (naturalisation_date - {year}) <> 0 GROUP BY region"
+        )
+    };
+    let cast = |year: i64| {
+        format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE CAST(CASE WHEN naturalisation_date = {year} THEN 'x' ELSE '1' END AS INT) = 1 GROUP BY region"
+        )
+    };
+    let function = |year: i64| {
+        format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE CASE WHEN naturalisation_date = {year} THEN substr(region, 1, -1) ELSE 'a' END = 'a' GROUP BY region"
+        )
+    };
     let mut told = Vec::new();
     for (what, somebody, none) in [
         (
@@ -2245,7 +2263,29 @@ fn leak_a_division_by_zero_tells_whether_anybody_has_a_combination() {
             probe("row-one", "count", row(*lone_year)),
             probe("row-none", "count", row(empty_year)),
         ),
+        (
+            "a person naturalised in a given year (by a modulo)".to_string(),
+            probe("modulo-one", "count", modulo(*lone_year)),
+            probe("modulo-none", "count", modulo(empty_year)),
+        ),
+        (
+            "a person naturalised in a given year (by a cast)".to_string(),
+            probe("cast-one", "count", cast(*lone_year)),
+            probe("cast-none", "count", cast(empty_year)),
+        ),
+        (
+            "a person naturalised in a given year (by a function's argument)".to_string(),
+            probe("function-one", "count", function(*lone_year)),
+            probe("function-none", "count", function(empty_year)),
+        ),
     ] {
+        // The divisions and the cast are what researchers write; they are run, not refused.
+        if !what.contains("function") {
+            assert!(
+                somebody.is_some() && none.is_some(),
+                "{what}: the probe was refused"
+            );
+        }
         if let (Some(somebody), Some(none)) = (somebody, none)
             && somebody.status.code() != none.status.code()
         {
