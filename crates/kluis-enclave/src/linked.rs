@@ -23,17 +23,57 @@
 
 use std::collections::BTreeMap;
 
-use roaring::RoaringBitmap;
+use roaring::{RoaringBitmap, RoaringTreemap};
+
+/// A set of persons: a project's pseudonyms ([`RoaringBitmap`]) or the provider-internal
+/// numbers of the provider-wide ledger ([`RoaringTreemap`]).
+pub trait Persons: Clone + Default {
+    fn count(&self) -> u64;
+    fn holds_first_of(&self, other: &Self) -> bool;
+    fn within(&self, other: &Self) -> bool;
+    fn apart(&self, other: &Self) -> bool;
+    fn add(&mut self, other: &Self);
+    fn take(&mut self, other: &Self);
+}
+
+macro_rules! persons {
+    ($set:ty) => {
+        impl Persons for $set {
+            fn count(&self) -> u64 {
+                self.len()
+            }
+            /// Whether this set holds the smallest person of `other` (a cheap test that fails
+            /// most subset tests early).
+            fn holds_first_of(&self, other: &Self) -> bool {
+                other.min().is_some_and(|m| self.contains(m))
+            }
+            fn within(&self, other: &Self) -> bool {
+                self.is_subset(other)
+            }
+            fn apart(&self, other: &Self) -> bool {
+                self.is_disjoint(other)
+            }
+            fn add(&mut self, other: &Self) {
+                *self |= other;
+            }
+            fn take(&mut self, other: &Self) {
+                *self -= other;
+            }
+        }
+    };
+}
+persons!(RoaringBitmap);
+persons!(RoaringTreemap);
 
 /// One published number's persons, with where it comes from.
-pub(crate) struct PublishedSet<'a> {
+pub(crate) struct PublishedSet<'a, S = RoaringBitmap> {
     /// Cells of the same source are one table's (and one of its aggregates'): their relations
     /// are the secondary suppression's to judge.
     pub source: usize,
     /// Which dimensions are totalled (a bit per dimension): cells of one source and level
     /// partition its rows.
     pub level: u64,
-    pub units: &'a RoaringBitmap,
+    pub units: &'a S,
 }
 
 /// A published cell that another source's nested cells leave a few persons of.
@@ -52,14 +92,14 @@ pub(crate) struct Remainder {
 /// other source and level, for the pairs of sources where `judged(S's source, other source)`;
 /// and the other way round, the cells of one level of the other source that together cover `S`
 /// with 1 to `threshold − 1` persons more.
-pub(crate) fn remainders(
-    cells: &[PublishedSet],
+pub(crate) fn remainders<S: Persons>(
+    cells: &[PublishedSet<S>],
     threshold: u64,
     judged: impl Fn(usize, usize) -> bool,
 ) -> Vec<Remainder> {
     let mut groups: BTreeMap<usize, BTreeMap<u64, Vec<usize>>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
-        if !c.units.is_empty() {
+        if c.units.count() > 0 {
             groups
                 .entry(c.source)
                 .or_default()
@@ -70,7 +110,7 @@ pub(crate) fn remainders(
     }
     let mut found = Vec::new();
     for (s, big) in cells.iter().enumerate() {
-        if big.units.is_empty() {
+        if big.units.count() == 0 {
             continue;
         }
         for (&source, levels) in &groups {
@@ -95,21 +135,19 @@ pub(crate) fn remainders(
 
 /// `set` minus the `members` nested in it, when that leaves 1 to `threshold − 1` persons (the
 /// remainder's `cell` is left for the caller).
-fn nested_remainder(
-    cells: &[PublishedSet],
-    set: &RoaringBitmap,
+fn nested_remainder<S: Persons>(
+    cells: &[PublishedSet<S>],
+    set: &S,
     members: &[usize],
     threshold: u64,
 ) -> Option<Remainder> {
-    let size = set.len();
+    let size = set.count();
     let nested: Vec<usize> = members
         .iter()
         .copied()
         .filter(|&c| {
             let small = cells[c].units;
-            small.len() <= size
-                && small.min().is_some_and(|m| set.contains(m))
-                && small.is_subset(set)
+            small.count() <= size && set.holds_first_of(small) && small.within(set)
         })
         .collect();
     if nested.is_empty() {
@@ -117,15 +155,15 @@ fn nested_remainder(
     }
     // Cells of a level may share persons (over years), so the union is at most the sum: a
     // remainder of at least the threshold by the sum needs no union.
-    let sum: u64 = nested.iter().map(|&c| cells[c].units.len()).sum();
+    let sum: u64 = nested.iter().map(|&c| cells[c].units.count()).sum();
     if size.saturating_sub(sum) >= threshold {
         return None;
     }
-    let mut union = RoaringBitmap::new();
+    let mut union = S::default();
     for &c in &nested {
-        union |= cells[c].units;
+        union.add(cells[c].units);
     }
-    let persons = size - union.len();
+    let persons = size - union.count();
     (persons > 0 && persons < threshold).then_some(Remainder {
         cell: usize::MAX,
         nested,
@@ -136,41 +174,42 @@ fn nested_remainder(
 /// The `members` that reach into `set`, when together they cover it with 1 to `threshold − 1`
 /// persons more: a region plus another region minus a regrouping of both that leaves a small
 /// group out is that group.
-fn covering_remainder(
-    cells: &[PublishedSet],
-    set: &RoaringBitmap,
+fn covering_remainder<S: Persons>(
+    cells: &[PublishedSet<S>],
+    set: &S,
     members: &[usize],
     threshold: u64,
 ) -> Option<Remainder> {
     let mut reaching = Vec::new();
-    let mut beyond = RoaringBitmap::new();
+    let mut beyond = S::default();
     for &c in members {
         let units = cells[c].units;
-        let inside = units.min().is_some_and(|m| set.contains(m));
-        if !inside && units.is_disjoint(set) {
+        if !set.holds_first_of(units) && units.apart(set) {
             continue;
         }
         reaching.push(c);
-        if !units.is_subset(set) {
-            beyond |= units - set;
-            if beyond.len() >= threshold {
+        if !units.within(set) {
+            let mut outside = units.clone();
+            outside.take(set);
+            beyond.add(&outside);
+            if beyond.count() >= threshold {
                 return None;
             }
         }
     }
     // One cell reaching in and covering `S` holds it: that is `S` nested in it, which the
     // nested direction finds from its side (with the other cells nested there).
-    if beyond.is_empty() || reaching.len() < 2 {
+    if beyond.count() == 0 || reaching.len() < 2 {
         return None;
     }
     let mut covered = set.clone();
     for &c in &reaching {
-        covered -= cells[c].units;
+        covered.take(cells[c].units);
     }
-    covered.is_empty().then(|| Remainder {
+    (covered.count() == 0).then(|| Remainder {
         cell: usize::MAX,
         nested: reaching,
-        persons: beyond.len(),
+        persons: beyond.count(),
     })
 }
 

@@ -10,6 +10,10 @@
 //!                       denominator.bin  the same for a ratio's denominator (means, shares)
 //! PROJECT_DIR/ledger/ID.json           per released output: its published cells
 //! PROJECT_DIR/ledger/ID.units          the units behind each of them (roaring bitmaps)
+//! PROJECT_DIR/persons.bin              per pseudonym, the person's provider-internal number
+//! STATE_DIR/ledger/ID.json, ID.units   the provider-wide ledger: every project's released
+//!                                      cells, persons by provider-internal number; kept when
+//!                                      a project is shredded
 //! RELEASED_DIR/ID.csv, ID.report.json  what leaves: published values and the safe report
 //! ```
 //!
@@ -24,11 +28,11 @@ use kluis_sdc::{
     CellStatus, CellVerdict, PublishedCell, Reason, Release, Report, Rounding, RuleSet, Statistic,
     TOTAL, Table, TableStatus,
 };
-use roaring::RoaringBitmap;
+use roaring::{RoaringBitmap, RoaringTreemap};
 use serde::{Deserialize, Serialize};
 
 use crate::disclosure::{Scaling, to_sdc_table};
-use crate::linked::{PublishedSet, level_of, remainders};
+use crate::linked::{Persons, PublishedSet, level_of, remainders};
 use crate::{Job, OutputTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -202,13 +206,43 @@ fn nested_dimensions<'a>(
     a.is_subset(&b) || b.is_subset(&a)
 }
 
-/// What the project has released, cell by cell, with the units behind each cell.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    entries: Vec<(LedgerEntry, Vec<RoaringBitmap>)>,
+/// What the project has released, cell by cell, with the units behind each cell. The
+/// provider-wide ledger is one too, with provider-internal person numbers.
+#[derive(Debug)]
+pub struct Ledger<S = RoaringBitmap> {
+    entries: Vec<(LedgerEntry, Vec<S>)>,
 }
 
-impl Ledger {
+impl<S> Default for Ledger<S> {
+    fn default() -> Self {
+        Ledger {
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// A person set as stored in a ledger's or an output's `.units` file.
+pub(crate) trait StoredSet: Persons {
+    fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Self>;
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()>;
+}
+
+macro_rules! stored_set {
+    ($set:ty) => {
+        impl StoredSet for $set {
+            fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Self> {
+                <$set>::deserialize_from(r)
+            }
+            fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+                self.serialize_into(w)
+            }
+        }
+    };
+}
+stored_set!(RoaringBitmap);
+stored_set!(RoaringTreemap);
+
+impl<S> Ledger<S> {
     /// The released outputs, in release order of their ids.
     pub fn outputs(&self) -> Vec<String> {
         self.entries.iter().map(|(e, _)| e.output.clone()).collect()
@@ -235,14 +269,21 @@ impl Ledger {
             .collect()
     }
 
+}
+
+impl<S: Persons> Ledger<S> {
     /// The published cells of a new table (cell index, aggregate, persons) that, with released
     /// cells, leave 1 to `threshold − 1` persons: a released cell minus new cells nested in it,
     /// or a new cell minus released cells of one output and level nested in it.
-    pub fn differencing<'a>(
-        &self,
+    ///
+    /// `in_suppression`: the released cells were known to the new table's secondary
+    /// suppression (the project's own; not another project's).
+    pub(crate) fn differencing<'a>(
+        &'a self,
         table: &Table,
-        cells: impl Iterator<Item = (usize, usize, &'a RoaringBitmap)>,
+        cells: impl Iterator<Item = (usize, usize, &'a S)>,
         threshold: u64,
+        in_suppression: bool,
     ) -> Vec<Differencing> {
         enum Origin<'l> {
             New(usize),
@@ -283,7 +324,8 @@ impl Ledger {
         };
         let linked = |released: usize| {
             let entry = &self.entries[(released - new_sources) / 2].0;
-            quantity(0) == quantity(released)
+            in_suppression
+                && quantity(0) == quantity(released)
                 && nested_dimensions(table.dimension_identities(), entry.dimensions())
         };
         remainders(&sets, threshold, |s, t| {
@@ -324,7 +366,7 @@ fn differencing_within(
             if r.status.is_suppressed() {
                 continue;
             }
-            for (term, units) in sets[t][c].iter().enumerate() {
+            for (term, &units) in sets[t][c].iter().enumerate() {
                 published.push(PublishedSet {
                     source: 2 * t + term,
                     level: level_of(&table.cells[c].key),
@@ -369,6 +411,8 @@ fn differencing_within(
 pub struct Store {
     dir: PathBuf,
     project: String,
+    /// The provider-wide ledger's directory, when outputs are checked against other projects'.
+    provider: Option<PathBuf>,
 }
 
 /// A held project store ([`Store::hold`]); released when dropped.
@@ -412,13 +456,13 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError>
     })
 }
 
-fn write_sets(path: &Path, sets: &[&RoaringBitmap]) -> Result<(), StoreError> {
+fn write_sets<S: StoredSet>(path: &Path, sets: &[&S]) -> Result<(), StoreError> {
     let parent = path.parent().expect("a file in a directory");
     let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io(parent))?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         for set in sets {
-            set.serialize_into(&mut w).map_err(io(path))?;
+            set.write_to(&mut w).map_err(io(path))?;
         }
         w.flush().map_err(io(path))?;
     }
@@ -467,16 +511,52 @@ fn read_output_sets(path: &Path, table: &Table) -> Result<Vec<RoaringBitmap>, St
     Ok(sets)
 }
 
-fn read_sets(path: &Path, n: usize) -> Result<Vec<RoaringBitmap>, StoreError> {
+fn read_sets<S: StoredSet>(path: &Path, n: usize) -> Result<Vec<S>, StoreError> {
     let mut r = BufReader::new(File::open(path).map_err(io(path))?);
     (0..n)
         .map(|_| {
-            RoaringBitmap::deserialize_from(&mut r).map_err(|e| StoreError::Corrupt {
+            S::read_from(&mut r).map_err(|e| StoreError::Corrupt {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })
         })
         .collect()
+}
+
+/// The ledger in `dir` (`ID.json` with `ID.units`), the entries `keep` keeps.
+fn read_ledger<S: StoredSet>(
+    dir: &Path,
+    keep: impl Fn(&LedgerEntry) -> bool,
+) -> Result<Ledger<S>, StoreError> {
+    if !dir.exists() {
+        return Ok(Ledger::default());
+    }
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    let mut entries = Vec::new();
+    for path in names {
+        let entry: LedgerEntry = read_json(&path)?;
+        if keep(&entry) {
+            let sets = read_sets(&path.with_extension("units"), entry.cells.len())?;
+            entries.push((entry, sets));
+        }
+    }
+    Ok(Ledger { entries })
+}
+
+/// Writes a ledger entry: its sets first, so an entry is never without them.
+fn write_ledger_entry<S: StoredSet>(
+    dir: &Path,
+    entry: &LedgerEntry,
+    sets: &[&S],
+) -> Result<(), StoreError> {
+    private_dir(dir)?;
+    write_sets(&dir.join(format!("{}.units", entry.output)), sets)?;
+    write_json(&dir.join(format!("{}.json", entry.output)), entry)
 }
 
 fn key_map(table: &Table, i: usize) -> BTreeMap<String, String> {
@@ -514,6 +594,37 @@ fn withhold_margins_above(table: &Table, report: &mut Report) {
     }
 }
 
+/// Takes the lock file `name` in `dir` (flock; it goes when the process does).
+fn lock_in(dir: &Path, name: &str) -> Result<File, StoreError> {
+    private_dir(dir)?;
+    let path = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(io(&path))?;
+    file.lock().map_err(io(&path))?;
+    Ok(file)
+}
+
+/// The published cells of a table: (cell index, term, persons).
+fn published_sets<'a, B: std::borrow::Borrow<RoaringBitmap>>(
+    report: &'a Report,
+    sets: &'a [Vec<B>],
+) -> impl Iterator<Item = (usize, usize, &'a RoaringBitmap)> {
+    report
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.status.is_suppressed())
+        .flat_map(|(i, _)| {
+            sets[i]
+                .iter()
+                .enumerate()
+                .map(move |(term, s)| (i, term, s.borrow()))
+        })
+}
+
 /// The release ledger's verdict on a table: its differencing findings.
 fn check_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     ledger: &Ledger,
@@ -522,21 +633,45 @@ fn check_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     sets: &[Vec<B>],
     threshold: u64,
 ) -> Vec<Differencing> {
-    ledger.differencing(
+    ledger.differencing(table, published_sets(report, sets), threshold, true)
+}
+
+/// The provider-wide ledger's verdict on a table: differencing with the cells other projects
+/// released, their persons and the table's compared by provider-internal number.
+fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
+    (ledger, persons): &(Ledger<RoaringTreemap>, Vec<u64>),
+    table: &Table,
+    report: &Report,
+    sets: &[Vec<B>],
+    threshold: u64,
+) -> Result<Vec<Differencing>, StoreError> {
+    if ledger.entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut translated = Vec::new();
+    for (cell, term, units) in published_sets(report, sets) {
+        let mut numbers = RoaringTreemap::new();
+        for pseudonym in units {
+            match persons.get(pseudonym as usize) {
+                Some(&n) if n != 0 => {
+                    numbers.insert(n);
+                }
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        path: PathBuf::from("persons.bin"),
+                        message: "a pseudonym of the table has no provider-internal number; run the job again".into(),
+                    });
+                }
+            }
+        }
+        translated.push((cell, term, numbers));
+    }
+    Ok(ledger.differencing(
         table,
-        report
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.status.is_suppressed())
-            .flat_map(|(i, _)| {
-                sets[i]
-                    .iter()
-                    .enumerate()
-                    .map(move |(term, s)| (i, term, s.borrow()))
-            }),
+        translated.iter().map(|(c, t, n)| (*c, *t, n)),
         threshold,
-    )
+        false,
+    ))
 }
 
 impl Store {
@@ -545,6 +680,7 @@ impl Store {
         Store {
             dir: dir.to_path_buf(),
             project: project.to_string(),
+            provider: None,
         }
     }
 
@@ -566,15 +702,7 @@ impl Store {
     }
 
     fn lock_file(&self, name: &str) -> Result<File, StoreError> {
-        private_dir(&self.dir)?;
-        let path = self.dir.join(name);
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&path).map_err(io(&path))?;
-        file.lock().map_err(io(&path))?;
-        Ok(file)
+        lock_in(&self.dir, name)
     }
 
     fn outputs_dir(&self) -> PathBuf {
@@ -587,23 +715,62 @@ impl Store {
 
     /// Reads the ledger.
     pub fn ledger(&self) -> Result<Ledger, StoreError> {
-        let dir = self.ledger_dir();
-        if !dir.exists() {
-            return Ok(Ledger::default());
+        read_ledger(&self.ledger_dir(), |_| true)
+    }
+
+    /// Checks outputs against the released cells of the provider's other projects too, in the
+    /// provider-wide ledger in `dir` (see [`Store::save_provider_persons`]).
+    pub fn with_provider_ledger(mut self, dir: &Path) -> Store {
+        self.provider = Some(dir.to_path_buf());
+        self
+    }
+
+    fn persons_path(&self) -> PathBuf {
+        self.dir.join("persons.bin")
+    }
+
+    /// Saves, per pseudonym of the project, the person's provider-internal number (0 for a
+    /// pseudonym nobody has): the provider-wide ledger compares persons by it. The file stays
+    /// in the project's directory and is shredded with it.
+    pub fn save_provider_persons(&self, numbers: &[u64]) -> Result<(), StoreError> {
+        private_dir(&self.dir)?;
+        let path = self.persons_path();
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(&self.dir))?;
+        {
+            let mut w = BufWriter::new(tmp.as_file_mut());
+            for n in numbers {
+                w.write_all(&n.to_le_bytes()).map_err(io(&path))?;
+            }
+            w.flush().map_err(io(&path))?;
         }
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io(&dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        let mut entries = Vec::new();
-        for path in names {
-            let entry: LedgerEntry = read_json(&path)?;
-            let sets = read_sets(&path.with_extension("units"), entry.cells.len())?;
-            entries.push((entry, sets));
+        tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+        Ok(())
+    }
+
+    fn provider_persons(&self) -> Result<Vec<u64>, StoreError> {
+        let path = self.persons_path();
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if bytes.len() % 8 != 0 {
+            return Err(StoreError::Corrupt {
+                path,
+                message: "not a whole number of 8-byte person numbers".into(),
+            });
         }
-        Ok(Ledger { entries })
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
+            .collect())
+    }
+
+    /// The other projects' released cells, and this project's persons by provider-internal
+    /// number; `None` without a provider-wide ledger.
+    fn provider_ledger(&self) -> Result<Option<(Ledger<RoaringTreemap>, Vec<u64>)>, StoreError> {
+        let Some(dir) = &self.provider else {
+            return Ok(None);
+        };
+        let prefix = format!("{}-", self.project);
+        let ledger = read_ledger(dir, |entry| !entry.output.starts_with(&prefix))?;
+        Ok(Some((ledger, self.provider_persons()?)))
     }
 
     /// Every output, oldest first.
@@ -665,6 +832,7 @@ impl Store {
     ) -> Result<Vec<OutputRecord>, StoreError> {
         let _lock = self.lock()?;
         let ledger = self.ledger()?;
+        let provider = self.provider_ledger()?;
         let published = ledger.published();
         let sdc: Vec<Table> = tables
             .iter()
@@ -717,8 +885,17 @@ impl Store {
         let numbered =
             (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()).zip(&sets));
         for (number, (((table, sdc_table), report), sets)) in numbered {
-            let differencing =
+            let mut differencing =
                 check_differencing(&ledger, sdc_table, report, sets, rules.threshold.min_units);
+            if let Some(provider) = &provider {
+                differencing.extend(check_provider_differencing(
+                    provider,
+                    sdc_table,
+                    report,
+                    sets,
+                    rules.threshold.min_units,
+                )?);
+            }
             let verdict = if differencing.is_empty() {
                 report.status
             } else {
@@ -882,9 +1059,35 @@ impl Store {
             }
         }
 
-        // The ledger first: a released table is never missing from it.
-        let ledger_dir = self.ledger_dir();
-        private_dir(&ledger_dir)?;
+        // Another project's release in between would not be seen otherwise: the provider-wide
+        // ledger is checked again, and written, under its own lock.
+        let provider = match &self.provider {
+            Some(dir) => {
+                let lock = lock_in(dir, ".ledger.lock")?;
+                let provider = self.provider_ledger()?.expect("a provider-wide ledger");
+                let found = check_provider_differencing(
+                    &provider,
+                    &table,
+                    &report,
+                    &sets,
+                    rules.threshold.min_units,
+                )?;
+                if !found.is_empty() {
+                    return Err(StoreError::Stale {
+                        id: id.to_string(),
+                        why: format!(
+                            "{} cells differ from cells another project released by fewer than {} persons",
+                            found.len(),
+                            rules.threshold.min_units
+                        ),
+                    });
+                }
+                Some((lock, dir, provider.1))
+            }
+            None => None,
+        };
+
+        // The ledgers first: a released table is never missing from them.
         let table_ref = &table;
         let (cells, kept): (Vec<LedgerCell>, Vec<&RoaringBitmap>) = report
             .cells
@@ -906,20 +1109,25 @@ impl Store {
                 })
             })
             .unzip();
-        write_sets(&ledger_dir.join(format!("{id}.units")), &kept)?;
-        write_json(
-            &ledger_dir.join(format!("{id}.json")),
-            &LedgerEntry {
-                output: id.to_string(),
-                quantity: table.measure.clone().unwrap_or_default(),
-                dimension_ids: (0..table.dimensions.len())
-                    .map(|i| (table.dimensions[i].clone(), table.dimension_id(i).to_string()))
-                    .filter(|(name, id)| name != id)
-                    .collect(),
-                statistic: table.statistic,
-                cells,
-            },
-        )?;
+        let entry = LedgerEntry {
+            output: id.to_string(),
+            quantity: table.measure.clone().unwrap_or_default(),
+            dimension_ids: (0..table.dimensions.len())
+                .map(|i| (table.dimensions[i].clone(), table.dimension_id(i).to_string()))
+                .filter(|(name, id)| name != id)
+                .collect(),
+            statistic: table.statistic,
+            cells,
+        };
+        if let Some((_lock, dir, persons)) = &provider {
+            // Checked above: every pseudonym has its number.
+            let numbers: Vec<RoaringTreemap> = kept
+                .iter()
+                .map(|set| set.iter().map(|p| persons[p as usize]).collect())
+                .collect();
+            write_ledger_entry(dir, &entry, &numbers.iter().collect::<Vec<_>>())?;
+        }
+        write_ledger_entry(&self.ledger_dir(), &entry, &kept)?;
 
         // The decision goes into the released report, so it is made first (and saved last).
         record.status = OutputStatus::Released;

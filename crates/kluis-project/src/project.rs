@@ -238,6 +238,12 @@ impl<'p, 's> Grant<'p, 's> {
         &self.action
     }
 
+    /// The provider-internal person numbers, for the provider-wide ledger: they let the
+    /// released cells of different projects be compared person by person.
+    pub fn provider_persons(&self) -> kluis_pseudo::ProviderPersons {
+        self.project.state.master.provider_persons()
+    }
+
     /// Runs `f` with the project key, opened from the sealed store for this call only and
     /// wiped afterwards.
     pub fn with_key<T>(&self, f: impl FnOnce(&ProjectKey) -> T) -> Result<T, StateError> {

@@ -338,6 +338,12 @@ impl State {
         &self.home
     }
 
+    /// The provider-wide release ledger: every project's released cells, with their persons by
+    /// provider-internal number. It outlives the projects (see the guide, "Retention").
+    pub fn provider_ledger_dir(&self) -> PathBuf {
+        self.home.join("ledger")
+    }
+
     fn anchor(&self) -> AnchorKey {
         AnchorKey::new(*self.master.derive("audit-anchor"))
     }

@@ -53,6 +53,14 @@ impl MasterKey {
         hmac(&self.0, &[b"kluis-master-derive-v1\0", purpose.as_bytes()])
     }
 
+    /// The provider-internal person numbers (see [`ProviderPersons`]).
+    pub fn provider_persons(&self) -> ProviderPersons {
+        let key = self.derive("provider-person-numbers");
+        ProviderPersons(Pseudonymiser(
+            HmacSha256::new_from_slice(key.as_slice()).expect("HMAC takes any key length"),
+        ))
+    }
+
     /// The seal of a stored record that decides what may happen (an authorisation as
     /// registered, a project's rule set; later accounts and their roles): HMAC-SHA-256, under a
     /// subkey of its own, over `kind` and every field, each length-prefixed so no two different
@@ -194,6 +202,22 @@ impl ProjectKey {
 impl std::fmt::Debug for ProjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ProjectKey(..)")
+    }
+}
+
+/// Provider-internal person numbers, for the provider-wide release ledger: the first 64 bits of
+/// an HMAC of the INSZ under a subkey of the master key. They are the same in every project
+/// (so two projects' released cells can be compared person by person), outlive every project
+/// key (the ledger keeps released cells after a project is shredded), and never leave the state
+/// directory. Two persons share a number with a chance of about 10⁻⁶ in a population of five
+/// million; a run checks that its own population's numbers are distinct.
+#[derive(Clone)]
+pub struct ProviderPersons(Pseudonymiser);
+
+impl ProviderPersons {
+    pub fn number(&self, insz: u64) -> u64 {
+        let mac = self.0.hmac_u64(insz);
+        u64::from_be_bytes(mac[..8].try_into().expect("eight bytes"))
     }
 }
 

@@ -10,7 +10,7 @@ mod keys;
 mod map;
 mod shred;
 
-pub use keys::{MasterKey, ProjectKey, Pseudonymiser, SealedKey};
+pub use keys::{MasterKey, ProjectKey, ProviderPersons, Pseudonymiser, SealedKey};
 pub use map::{PseudonymMap, parse_insz};
 pub use shred::{Shredded, shred_file, shred_tree};
 

@@ -251,7 +251,7 @@ fn submitted(out: &Output) -> BTreeMap<String, String> {
             let mut words = line.split_whitespace();
             let id = words.next()?;
             let name = words.next()?.strip_suffix(':')?;
-            id.starts_with("99-001-")
+            (id.starts_with("99-001-") || id.starts_with("99-002-"))
                 .then(|| (name.to_string(), id.to_string()))
         })
         .collect()
@@ -2302,4 +2302,101 @@ fn closed_leak_a_failing_division_or_cast_tells_nothing_about_who_is_there() {
         "the run's outcome tells whether there is:\n{}",
         told.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Across projects.
+
+/// A second project of the provider on the same warehouse (its own key, so its own
+/// pseudonyms), `99-002`, with the same roles.
+fn second_project(env: &Env) {
+    let text = std::fs::read_to_string(env.path("demo.toml"))
+        .unwrap()
+        .replacen("id = \"99/001\"", "id = \"99/002\"", 1);
+    let authorisation = env.path("second.toml");
+    std::fs::write(&authorisation, text).unwrap();
+    env.kluis("sam", REAL_DAY)
+        .args(["project", "create", "--authorisation"])
+        .arg(&authorisation)
+        .assert()
+        .success();
+}
+
+/// Project 99-001 releases counts by region; project 99-002 (other researchers, the same
+/// persons under other pseudonyms) asks for the same counts without a small group. Each
+/// project's own ledger sees nothing; the provider-wide ledger sees the persons, also after
+/// 99-001 is destroyed at the end of its retention.
+#[test]
+fn a_second_project_cannot_difference_a_table_the_first_released() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let year = 2021;
+    let regions_sql = format!(
+        "SELECT region, count(*) AS n FROM person_years WHERE year = {year} GROUP BY region"
+    );
+    let (first, _) = submit_each(&env, "regions", &[("regions", "count", &regions_sql)]);
+    let regions = released(&env, &first["regions"]);
+    let published: Vec<String> = regions
+        .cells
+        .iter()
+        .filter(|c| c.1.is_some() && c.0[0] != TOTAL)
+        .map(|c| c.0[0].clone())
+        .collect();
+    let mut groups: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
+    for r in view.rows.iter().filter(|r| r.year == year && rare(r)) {
+        if let (Some(g), Some(n)) = (&r.region, &r.nationality) {
+            groups
+                .entry((g.clone(), n.clone()))
+                .or_default()
+                .insert(r.person);
+        }
+    }
+    let ((region, nationality), persons) = groups
+        .iter()
+        .find(|((g, _), p)| (1..THRESHOLD).contains(&p.len()) && published.contains(g))
+        .expect("a small group in a published region");
+    second_project(&env);
+    let without = format!(
+        "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND NOT (coalesce(current_nationality, '') = '{nationality}' AND {RARE}) GROUP BY region"
+    );
+    let job = env.job("without", &[("without", "count", &without)]);
+    let toml = job.join("job.toml");
+    let text_of_job = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text_of_job.replace("\"99/001\"", "\"99/002\"")).unwrap();
+    let mut attempts = Vec::new();
+    for destroyed in [false, true] {
+        if destroyed {
+            env.kluis("sam", REAL_DAY)
+                .args(["project", "destroy", "99-001", "--reason", "retention ended"])
+                .assert()
+                .success();
+        }
+        let out = env
+            .kluis("rita", REAL_DAY)
+            .args(["job", "run"])
+            .arg(&job)
+            .args(["--on", "full", "--project", "99-002", "--warehouse"])
+            .arg(env.warehouse())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let id = submitted(&out)["without"].clone();
+        assert!(id.starts_with("99-002-"), "{id}");
+        let shown = show_json(&env, &id);
+        let released_now = release(&env, "vera", &id).status.success();
+        let cell_published = published_in(&shown, "region", region);
+        attempts.push((destroyed, id, released_now, cell_published, shown));
+    }
+    for (destroyed, id, released_now, cell_published, shown) in attempts {
+        let when = if destroyed { "after 99-001 was destroyed" } else { "while 99-001 exists" };
+        assert!(
+            !(released_now && cell_published),
+            "{when}: {id} was released with region {region}, which with 99-001's released cell gives the {} naturalised persons of nationality {nationality} away",
+            persons.len()
+        );
+        assert_eq!(
+            shown["record"]["verdict"], "fail",
+            "{when}: {id} should fail as differencing with 99-001's release"
+        );
+    }
 }

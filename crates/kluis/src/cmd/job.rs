@@ -333,7 +333,7 @@ fn full_view(
     grant: &kluis_project::Grant<'_, '_>,
     job: &Job,
     limits: Limits,
-) -> anyhow::Result<(PersonYearsSource, u64)> {
+) -> anyhow::Result<(PersonYearsSource, u64, Vec<u64>)> {
     let threads = limits.threads;
     let population = grant
         .with_key(|key| coded_population(warehouse, project.authorisation(), key))
@@ -345,6 +345,7 @@ fn full_view(
                 anyhow::Error::new(e)
             }
         })?;
+    let persons = provider_persons(grant, &population)?;
     // Plan every output against the view's (empty) schema first: a refused or broken output
     // stops the run before any data is read, and the view keeps only the columns used.
     let schema = population.schema();
@@ -384,7 +385,29 @@ fn full_view(
             .map_err(anyhow::Error::msg)?
             .schema(),
     };
-    Ok((PersonYearsSource::Batches { schema, batches }, rows))
+    Ok((PersonYearsSource::Batches { schema, batches }, rows, persons))
+}
+
+/// Per pseudonym (the index; 0 is nobody's), the person's provider-internal number, for the
+/// provider-wide ledger. Refuses a population in which two persons share one, since the ledger
+/// could not tell them apart.
+fn provider_persons(
+    grant: &kluis_project::Grant<'_, '_>,
+    population: &kluis_extract::CodedPopulation,
+) -> anyhow::Result<Vec<u64>> {
+    let provider = grant.provider_persons();
+    let mut numbers = vec![0u64; population.persons() + 1];
+    for (insz, pseudonym) in population.pseudonym_map().iter() {
+        numbers[pseudonym as usize] = provider.number(insz);
+    }
+    let mut sorted = numbers[1..].to_vec();
+    sorted.sort_unstable();
+    if sorted.first() == Some(&0) || sorted.windows(2).any(|w| w[0] == w[1]) {
+        anyhow::bail!(
+            "two persons of the population share a provider-internal number (a chance of about one in a million): the provider-wide ledger cannot tell them apart; tell the kluis maintainers"
+        );
+    }
+    Ok(numbers)
 }
 
 /// Writes the view into the project's directory (benchmarks compare against it).
@@ -449,7 +472,7 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .map_err(|e| bad_input(format!("warehouse {}: {e}", warehouse_dir.display())))?;
 
     let started = std::time::Instant::now();
-    let (source, rows) = full_view(&warehouse, &project, &grant, &job, limits)?;
+    let (source, rows, persons) = full_view(&warehouse, &project, &grant, &job, limits)?;
     let view_seconds = started.elapsed().as_secs_f64();
     let exported = if args.export_view {
         Some(export_view(&project, &source)?)
@@ -459,11 +482,15 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let enclave = Enclave::open(source, limits).map_err(enclave_error)?;
     let tables: Vec<OutputTable> = enclave.run_job(&job).map_err(enclave_error)?;
     drop(enclave);
-    let store = Store::new(&project.dir(), project.id());
+    let store =
+        Store::new(&project.dir(), project.id()).with_provider_ledger(&state.provider_ledger_dir());
     // From the check of the vouched files to the audit entry that names the new outputs, no
     // other run, release or reject of the project comes in between.
     let _held = store.hold().map_err(anyhow::Error::new)?;
     project.check_vouched_files().map_err(state_error)?;
+    store
+        .save_provider_persons(&persons)
+        .map_err(anyhow::Error::new)?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let records = store
         .submit(&job, &tables, &rules, actor, &now)

@@ -221,7 +221,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             // The output as checked (its verdict, report and person sets) and the ledger it is
             // judged against must be as the log last vouched for them, until this release is
             // audited.
-            let store = Store::new(&project.dir(), project.id());
+            let store = Store::new(&project.dir(), project.id())
+                .with_provider_ledger(&state.provider_ledger_dir());
             let _held = store.hold().map_err(store_error)?;
             project.check_vouched_files().map_err(state_error)?;
             let record = store.load(&id).map_err(store_error)?.record;
