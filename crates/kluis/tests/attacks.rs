@@ -1510,6 +1510,38 @@ fn show_json(env: &Env, id: &str) -> serde_json::Value {
 
 #[test]
 fn two_reviewers_releasing_a_differencing_pair_at_once_never_both_release() {
+    race_differencing_pairs(false);
+}
+
+/// The same race with the pair's second table in another project (the same persons under
+/// other pseudonyms): the provider-wide ledger is checked and written under its own lock.
+#[test]
+fn two_projects_releasing_a_differencing_pair_at_once_never_both_release() {
+    race_differencing_pairs(true);
+}
+
+/// Runs `job` on the full population of `project` as rita: the stored outputs' ids.
+fn submit_in(env: &Env, project: &str, job: &Path) -> BTreeMap<String, String> {
+    let toml = job.join("job.toml");
+    let text_of_job = std::fs::read_to_string(&toml).unwrap();
+    let authorisation = format!("\"{}\"", project.replacen('-', "/", 1));
+    std::fs::write(&toml, text_of_job.replace("\"99/001\"", &authorisation)).unwrap();
+    let out = env
+        .kluis("rita", REAL_DAY)
+        .args(["job", "run"])
+        .arg(job)
+        .args(["--on", "full", "--project", project, "--warehouse"])
+        .arg(env.warehouse())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    submitted(&out)
+}
+
+/// Pairs of tables a few persons apart, submitted before either is released, then released at
+/// the same moment by two reviewers; the second of each pair in project 99-002 when
+/// `across_projects`.
+fn race_differencing_pairs(across_projects: bool) {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let groups = small_groups_per_year(&view);
@@ -1541,7 +1573,12 @@ fn two_reviewers_releasing_a_differencing_pair_at_once_never_both_release() {
         env.job(name, &outputs)
     };
     let a = submit(&env, &job("years-all", &a_sql));
-    let b = submit(&env, &job("years-but-few", &b_sql));
+    let b = if across_projects {
+        second_project(&env);
+        submit_in(&env, "99-002", &job("years-but-few", &b_sql))
+    } else {
+        submit(&env, &job("years-but-few", &b_sql))
+    };
 
     let (mut raced, mut one_released, mut stale, mut other_refusals) = (0, 0, 0, Vec::new());
     for (year, (region, _, k)) in &groups {
@@ -2360,9 +2397,6 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
         "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND NOT (coalesce(current_nationality, '') = '{nationality}' AND {RARE}) GROUP BY region"
     );
     let job = env.job("without", &[("without", "count", &without)]);
-    let toml = job.join("job.toml");
-    let text_of_job = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, text_of_job.replace("\"99/001\"", "\"99/002\"")).unwrap();
     let mut attempts = Vec::new();
     for destroyed in [false, true] {
         if destroyed {
@@ -2371,16 +2405,7 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
                 .assert()
                 .success();
         }
-        let out = env
-            .kluis("rita", REAL_DAY)
-            .args(["job", "run"])
-            .arg(&job)
-            .args(["--on", "full", "--project", "99-002", "--warehouse"])
-            .arg(env.warehouse())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let id = submitted(&out)["without"].clone();
+        let id = submit_in(&env, "99-002", &job)["without"].clone();
         assert!(id.starts_with("99-002-"), "{id}");
         let shown = show_json(&env, &id);
         let released_now = release(&env, "vera", &id).status.success();
