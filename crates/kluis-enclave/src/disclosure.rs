@@ -105,6 +105,15 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
             }
         })
         .collect();
+    let cell_links = table
+        .cells
+        .iter()
+        .zip(&cells)
+        .map(|(c, sdc): (&Cell, &SdcCell)| {
+            sdc.additive_value(table.statistic)
+                .map_or(0, |value| link_of(&c.units, value))
+        })
+        .collect();
     Table {
         name: table.name.clone(),
         dimensions: table.dimensions.clone(),
@@ -113,7 +122,24 @@ pub fn to_sdc_table(table: &OutputTable, scaling: &Scaling) -> Table {
         cells,
         overlapping: table.statistic.is_additive() && !margins_add_up(table),
         dimension_ids: table.dimension_ids.clone(),
+        cell_links,
     }
+}
+
+/// What links a published number to the same number in other tables, whatever their
+/// quantities (`kluis_sdc::Table::cell_links`): its persons and its value. 0 for nobody's.
+pub(crate) fn link_of(units: &roaring::RoaringBitmap, value: f64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if units.is_empty() || !value.is_finite() {
+        return 0;
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    value.to_bits().hash(&mut h);
+    units.len().hash(&mut h);
+    for run in units.iter() {
+        run.hash(&mut h);
+    }
+    h.finish().max(1)
 }
 
 /// The persons a cell's number is judged by: the fewest of each of its aggregates' own

@@ -165,6 +165,14 @@ pub struct LedgerCell {
     /// The units are those of the cell's denominator (a mean's count, a share's base).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denominator: bool,
+    /// Its persons and value as a link to the same number in a later table
+    /// (`kluis_sdc::Table::cell_links`); 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +271,7 @@ impl<S> Ledger<S> {
                             .map(|(d, v)| (e.dimension_id(d).to_string(), v.clone()))
                             .collect(),
                         value,
+                        link: c.link,
                     })
                 })
             })
@@ -1096,13 +1105,15 @@ impl Store {
             .filter(|(_, r)| r.published.is_some())
             .flat_map(|(i, _)| {
                 sets[i].iter().enumerate().map(move |(term, set)| {
+                    let value = (term == 0)
+                        .then(|| table_ref.cells[i].additive_value(table_ref.statistic))
+                        .flatten();
                     (
                         LedgerCell {
                             key: key_map(table_ref, i),
-                            value: (term == 0)
-                                .then(|| table_ref.cells[i].additive_value(table_ref.statistic))
-                                .flatten(),
+                            value,
                             denominator: term > 0,
+                            link: value.map_or(0, |v| crate::disclosure::link_of(set, v)),
                         },
                         set,
                     )

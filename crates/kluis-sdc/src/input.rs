@@ -123,6 +123,7 @@ pub fn read_table<R: Read>(reader: R, name: &str) -> Result<Table, SdcError> {
         cells,
         overlapping: false,
         dimension_ids: Vec::new(),
+        cell_links: Vec::new(),
     })
 }
 

@@ -323,6 +323,7 @@ impl Aggregator {
             cells,
             overlapping: false,
             dimension_ids: Vec::new(),
+            cell_links: Vec::new(),
         })
     }
 }

@@ -82,6 +82,7 @@ impl System {
     ) -> Result<System, SdcError> {
         let mut vars: Vec<Var> = Vec::new();
         let mut by_key: HashMap<QuantityKey, usize> = HashMap::new();
+        let mut by_link: HashMap<u64, usize> = HashMap::new();
         let mut cell_var = Vec::with_capacity(tables.len());
         for (t, table) in tables.iter().enumerate() {
             let additive = table.is_additive();
@@ -104,6 +105,13 @@ impl System {
                 };
                 let qk = (quantity(table), canonical(table, &cell.key));
                 let free = cell.contributions.is_some_and(|c| c.has_negative) || value < 0.0;
+                let link = table.cell_link(c);
+                // A cell linked to one already seen is that number, under another key too.
+                if let Some(&id) = (link != 0).then(|| by_link.get(&link)).flatten()
+                    && close(vars[id].value, value)
+                {
+                    by_key.entry(qk.clone()).or_insert(id);
+                }
                 let id = match by_key.get(&qk) {
                     Some(&id) => {
                         let var = &mut vars[id];
@@ -128,6 +136,9 @@ impl System {
                         vars.len() - 1
                     }
                 };
+                if link != 0 {
+                    by_link.entry(link).or_insert(id);
+                }
                 ids.push(Some(id));
             }
             cell_var.push(ids);
@@ -143,7 +154,12 @@ impl System {
                 k.sort();
                 k
             };
-            if let Some(&id) = by_key.get(&(p.measure.clone(), key)) {
+            let by_quantity = by_key.get(&(p.measure.clone(), key)).copied();
+            let by_persons = (p.link != 0)
+                .then(|| by_link.get(&p.link).copied())
+                .flatten()
+                .filter(|&id| close(vars[id].value, p.value));
+            if let Some(id) = by_quantity.or(by_persons) {
                 vars[id].fixed = true;
             }
         }
@@ -184,10 +200,19 @@ impl System {
                             children.join(", "),
                         )));
                     }
+                    // Linked cells are one variable: a margin and its one child with persons
+                    // leave nothing to say about that variable.
+                    let has_children = eq.len() > 1;
+                    let mut merged: BTreeMap<usize, f64> = BTreeMap::new();
+                    for (v, k) in eq {
+                        *merged.entry(v).or_default() += k;
+                    }
+                    let eq: Vec<(usize, f64)> =
+                        merged.into_iter().filter(|&(_, k)| k != 0.0).collect();
                     let mut sig: Vec<(usize, i64)> =
                         eq.iter().map(|&(v, k)| (v, k as i64)).collect();
                     sig.sort();
-                    if eq.len() > 1 && seen.insert(sig) {
+                    if has_children && !eq.is_empty() && seen.insert(sig) {
                         eqs.push(eq);
                     }
                 }

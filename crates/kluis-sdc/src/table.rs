@@ -150,6 +150,12 @@ pub struct Table {
     /// Empty: the names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dimension_ids: Vec<String>,
+    /// Per cell, what links it to cells of other tables whatever their quantities and keys
+    /// (0: nothing): cells with the same link hold the same number (the enclave links cells
+    /// with the same persons and value), so the secondary suppression and the audit treat them
+    /// as one. Linking two numbers only adds a relation that holds, so it errs on the safe side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cell_links: Vec<u64>,
 }
 
 impl Table {
@@ -161,6 +167,11 @@ impl Table {
     /// What dimension `i` is, for linking (see [`Table::dimension_ids`]).
     pub fn dimension_id(&self, i: usize) -> &str {
         self.dimension_ids.get(i).unwrap_or(&self.dimensions[i])
+    }
+
+    /// The link of cell `c` (see [`Table::cell_links`]), 0 for none.
+    pub fn cell_link(&self, c: usize) -> u64 {
+        self.cell_links.get(c).copied().unwrap_or(0)
     }
 
     /// What each dimension is, in order.
@@ -222,6 +233,10 @@ pub struct PublishedCell {
     pub key: BTreeMap<String, String>,
     /// The released additive value (a count or a sum).
     pub value: f64,
+    /// What links it to a cell of the tables being protected (see [`Table::cell_links`]); 0:
+    /// nothing.
+    #[serde(default)]
+    pub link: u64,
 }
 
 /// An f64 that may be NaN, as JSON (which has no NaN): NaN is null.

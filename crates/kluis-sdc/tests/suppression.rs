@@ -127,6 +127,7 @@ fn a_single_child_equal_to_its_parent_forces_suppression_up_the_hierarchy() {
         name: "h".into(),
         overlapping: false,
         dimension_ids: Vec::new(),
+        cell_links: Vec::new(),
         dimensions: vec!["region".into()],
         statistic: Statistic::Count,
         measure: None,
@@ -189,6 +190,7 @@ fn cells_released_before_constrain_the_pattern() {
         ]
         .into(),
         value: 40.0,
+        link: 0,
     }];
     let r = &protect(
         Release {
@@ -222,6 +224,7 @@ fn a_primary_cell_released_before_cannot_be_protected() {
         ]
         .into(),
         value: 3.0,
+        link: 0,
     }];
     let r = &protect(
         Release {
