@@ -184,6 +184,9 @@ struct LedgerEntry {
     dimension_ids: BTreeMap<String, String>,
     statistic: Statistic,
     cells: Vec<LedgerCell>,
+    /// How many withheld cells' person sets `ID.withheld` holds (none in older ledgers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    withheld: Option<usize>,
 }
 
 impl LedgerEntry {
@@ -219,12 +222,16 @@ fn nested_dimensions<'a>(
 #[derive(Debug)]
 pub struct Ledger<S = RoaringBitmap> {
     entries: Vec<(LedgerEntry, Vec<S>)>,
+    /// The persons of every cell the released tables withheld: a later table must not publish
+    /// one of them, which would break the pattern that protects the cell it was withheld for.
+    withheld: Vec<S>,
 }
 
 impl<S> Default for Ledger<S> {
     fn default() -> Self {
         Ledger {
             entries: Vec::new(),
+            withheld: Vec::new(),
         }
     }
 }
@@ -547,14 +554,18 @@ fn read_ledger<S: StoredSet>(
         .collect();
     names.sort();
     let mut entries = Vec::new();
+    let mut withheld = Vec::new();
     for path in names {
         let entry: LedgerEntry = read_json(&path)?;
         if keep(&entry) {
             let sets = read_sets(&path.with_extension("units"), entry.cells.len())?;
+            if let Some(n) = entry.withheld {
+                withheld.extend(read_sets(&path.with_extension("withheld"), n)?);
+            }
             entries.push((entry, sets));
         }
     }
-    Ok(Ledger { entries })
+    Ok(Ledger { entries, withheld })
 }
 
 /// Writes a ledger entry: its sets first, so an entry is never without them.
@@ -562,10 +573,44 @@ fn write_ledger_entry<S: StoredSet>(
     dir: &Path,
     entry: &LedgerEntry,
     sets: &[&S],
+    withheld: &[&S],
 ) -> Result<(), StoreError> {
     private_dir(dir)?;
     write_sets(&dir.join(format!("{}.units", entry.output)), sets)?;
+    write_sets(&dir.join(format!("{}.withheld", entry.output)), withheld)?;
     write_json(&dir.join(format!("{}.json", entry.output)), entry)
+}
+
+/// The published cells of new tables (table, cell) whose persons are those of a cell a
+/// released table withheld: published, it would be that cell's number (or a number about its
+/// persons), and the released pattern would protect nothing.
+fn republished(
+    reports: &[Report],
+    sets: &[Vec<Vec<&RoaringBitmap>>],
+    withheld: &[RoaringBitmap],
+) -> Vec<(usize, usize)> {
+    let key = |set: &RoaringBitmap| (set.len(), set.min(), set.max());
+    let by_key: std::collections::HashMap<_, Vec<&RoaringBitmap>> =
+        withheld.iter().filter(|s| !s.is_empty()).fold(Default::default(), |mut m, s| {
+            m.entry(key(s)).or_insert_with(Vec::new).push(s);
+            m
+        });
+    let mut found = Vec::new();
+    for (t, report) in reports.iter().enumerate() {
+        for (c, r) in report.cells.iter().enumerate() {
+            if r.status.is_suppressed() {
+                continue;
+            }
+            let units = sets[t][c][0];
+            if by_key
+                .get(&key(units))
+                .is_some_and(|candidates| candidates.iter().any(|w| *w == units))
+            {
+                found.push((t, c));
+            }
+        }
+    }
+    found
 }
 
 fn key_map(table: &Table, i: usize) -> BTreeMap<String, String> {
@@ -882,7 +927,8 @@ impl Store {
                     withhold_margins_above(sdc_table, report);
                 }
             }
-            let more = differencing_within(&reports, &sdc, &sets, rules.threshold.min_units);
+            let mut more = differencing_within(&reports, &sdc, &sets, rules.threshold.min_units);
+            more.extend(republished(&reports, &sets, &ledger.withheld));
             if more.is_empty() {
                 break reports;
             }
@@ -1120,7 +1166,15 @@ impl Store {
                 })
             })
             .unzip();
+        let withheld: Vec<&RoaringBitmap> = report
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.published.is_none())
+            .map(|(i, _)| &sets[i][0])
+            .collect();
         let entry = LedgerEntry {
+            withheld: Some(withheld.len()),
             output: id.to_string(),
             quantity: table.measure.clone().unwrap_or_default(),
             dimension_ids: (0..table.dimensions.len())
@@ -1136,9 +1190,18 @@ impl Store {
                 .iter()
                 .map(|set| set.iter().map(|p| persons[p as usize]).collect())
                 .collect();
-            write_ledger_entry(dir, &entry, &numbers.iter().collect::<Vec<_>>())?;
+            let withheld_numbers: Vec<RoaringTreemap> = withheld
+                .iter()
+                .map(|set| set.iter().map(|p| persons[p as usize]).collect())
+                .collect();
+            write_ledger_entry(
+                dir,
+                &entry,
+                &numbers.iter().collect::<Vec<_>>(),
+                &withheld_numbers.iter().collect::<Vec<_>>(),
+            )?;
         }
-        write_ledger_entry(&self.ledger_dir(), &entry, &kept)?;
+        write_ledger_entry(&self.ledger_dir(), &entry, &kept, &withheld)?;
 
         // The decision goes into the released report, so it is made first (and saved last).
         record.status = OutputStatus::Released;

@@ -106,9 +106,12 @@ impl System {
                 let qk = (quantity(table), canonical(table, &cell.key));
                 let free = cell.contributions.is_some_and(|c| c.has_negative) || value < 0.0;
                 let link = table.cell_link(c);
-                // A cell linked to one already seen is that number, under another key too.
+                // A cell linked to one of another table is that number, under another key
+                // too. (Within a table, a margin with one child that has persons is that
+                // child's number already, by its equation.)
                 if let Some(&id) = (link != 0).then(|| by_link.get(&link)).flatten()
                     && close(vars[id].value, value)
+                    && vars[id].cells.iter().all(|&(other, _)| other != t)
                 {
                     by_key.entry(qk.clone()).or_insert(id);
                 }
