@@ -97,7 +97,18 @@ pub fn secondary_suppress(
         }
     }
     let scale = system.scale();
-    let mut order: Vec<usize> = (0..n).filter(|&i| primary[i]).collect();
+    let sums = cells_for_sums_of_primaries(tables, &system, &primary, &suppressed, rules);
+    if !sums.is_empty() {
+        notes.push(format!(
+            "{} cells suppressed and protected like primary cells, where primary cells alone in a relation would sum to fewer than {} units",
+            sums.len(),
+            rules.threshold.min_units
+        ));
+    }
+    for &v in &sums {
+        suppressed[v] = true;
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| primary[i]).chain(sums).collect();
     order.sort_by(|&a, &b| {
         system.vars[b]
             .value
@@ -218,6 +229,55 @@ pub fn secondary_suppress(
         seconds: start.elapsed().as_secs_f64(),
         notes,
     })
+}
+
+/// Primary cells that are the only suppressed cells of a relation (a margin and its cells) add
+/// up to what the relation's other cells leave: each may be protected, but their sum is a group
+/// of their units (tau-Argus's singleton problem). Where those are fewer than the threshold, the
+/// cheapest other cell of the relation is returned, to be suppressed and protected like a
+/// primary cell, so that the sum is as uncertain as that cell.
+fn cells_for_sums_of_primaries(
+    tables: &[Table],
+    system: &System,
+    primary: &[bool],
+    suppressed: &[bool],
+    rules: &RuleSet,
+) -> Vec<usize> {
+    let units = |v: usize| -> u64 {
+        let (t, c) = system.vars[v].cells[0];
+        tables[t].cells[c].units
+    };
+    let mut chosen = vec![false; system.vars.len()];
+    let mut found = Vec::new();
+    for eq in &system.eqs {
+        let hidden: Vec<usize> = eq
+            .iter()
+            .map(|&(v, _)| v)
+            .filter(|&v| suppressed[v] || chosen[v])
+            .collect();
+        if hidden.len() < 2 || !hidden.iter().all(|&v| primary[v]) {
+            continue;
+        }
+        if hidden.iter().map(|&v| units(v)).sum::<u64>() >= rules.threshold.min_units {
+            continue;
+        }
+        let cheapest = eq
+            .iter()
+            .map(|&(v, _)| v)
+            .filter(|&v| !suppressed[v] && !system.vars[v].fixed)
+            .min_by(|&a, &b| {
+                system.vars[a]
+                    .value
+                    .abs()
+                    .total_cmp(&system.vars[b].value.abs())
+                    .then(a.cmp(&b))
+            });
+        if let Some(v) = cheapest {
+            chosen[v] = true;
+            found.push(v);
+        }
+    }
+    found
 }
 
 /// The protection LP over deviations `y = y⁺ − y⁻` of every variable not released before.

@@ -401,3 +401,29 @@ fn zero_cells_in_a_cone_are_derivable_only_when_pinned() {
         assert_eq!(tables[0].cells[c.cell].key[0], "a");
     }
 }
+
+/// Two primary cells alone in a row (3 and 1 persons): each is protected by its column, but
+/// the row margin minus the row's published cells is their sum, a group of 4 persons. One more
+/// cell of the row is withheld, and the sum is then no longer a published difference.
+#[test]
+fn two_primary_cells_alone_in_a_row_do_not_publish_their_sum() {
+    let t = count_table(
+        &["a", "b", "c"],
+        &["x", "y", "z"],
+        &[&[3, 1, 40], &[30, 25, 50], &[35, 45, 60]],
+    );
+    let rules = no_class();
+    let report = &protect(release(std::slice::from_ref(&t)), &rules, Rounding::None).unwrap()[0];
+    assert!(report.audit.passed, "{}", report.to_text());
+    let status = |key: [&str; 2]| report.cells[cell(&t, &key)].status;
+    assert_eq!(status(["a", "x"]), CellStatus::Primary);
+    assert_eq!(status(["a", "y"]), CellStatus::Primary);
+    // The row's margin stays published, so its third cell must not be: else
+    // a.Total − a.z = a.x + a.y = 4.
+    assert!(
+        report.cells[cell(&t, &["a", TOTAL])].published.is_none()
+            || status(["a", "z"]).is_suppressed(),
+        "{}",
+        report.to_text()
+    );
+}
