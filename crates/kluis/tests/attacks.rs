@@ -2341,6 +2341,54 @@ fn closed_leak_a_failing_division_or_cast_tells_nothing_about_who_is_there() {
     );
 }
 
+/// A released table withholds a cell of many persons to protect a small one (a secondary
+/// cell); a later table over exactly that cell's persons would publish its number, and the
+/// released pattern would protect nothing. Each such cell is asked for, alone.
+#[test]
+fn a_later_table_does_not_publish_a_cell_a_released_table_withheld() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let year = 2021;
+    let first_sql = format!(
+        "SELECT {BY}, count(*) AS n FROM person_years WHERE year = {year} GROUP BY {BY}"
+    );
+    let (first, _) = submit_each(&env, "by-both", &[("by_both", "count", &first_sql)]);
+    let table = released(&env, &first["by_both"]);
+    // Withheld with at least the threshold persons: withheld for another cell's sake.
+    let secondaries: Vec<&Vec<String>> = table
+        .cells
+        .iter()
+        .filter(|(k, v, _)| {
+            v.is_none()
+                && k.iter().all(|x| x != TOTAL && x != MISSING)
+                && view.persons(&table.dims, k, |r| r.year == year).len() >= THRESHOLD
+        })
+        .map(|(k, _, _)| k)
+        .take(4)
+        .collect();
+    assert!(!secondaries.is_empty(), "no secondary cell to ask for");
+    let mut published = Vec::new();
+    for (i, key) in secondaries.iter().enumerate() {
+        let (region, nationality) = (&key[0], &key[1]);
+        let sql = format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND coalesce(region, '') = '{region}' AND coalesce(current_nationality, '') = '{nationality}' GROUP BY region"
+        );
+        let (ids, _) = submit_each(&env, &format!("alone-{i}"), &[("alone", "count", &sql)]);
+        if let Some(id) = ids.get("alone") {
+            let again = released(&env, id);
+            if let Some(v) = again.value(&[region.clone()]) {
+                published.push(format!("({region}, {nationality}) = {v} in {id}"));
+            }
+        }
+    }
+    assert!(
+        published.is_empty(),
+        "cells {} withheld were published by a later table: {}",
+        first["by_both"],
+        published.join(", ")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Across projects.
 
