@@ -31,7 +31,9 @@ pub trait Persons: Clone + Default {
     fn count(&self) -> u64;
     fn holds_first_of(&self, other: &Self) -> bool;
     fn within(&self, other: &Self) -> bool;
-    fn apart(&self, other: &Self) -> bool;
+    /// Whether one of this set's first `n` persons is in `other` (a test that costs `n`
+    /// lookups, not a walk over both sets).
+    fn first_meet(&self, n: u64, other: &Self) -> bool;
     fn add(&mut self, other: &Self);
     fn take(&mut self, other: &Self);
 }
@@ -50,8 +52,8 @@ macro_rules! persons {
             fn within(&self, other: &Self) -> bool {
                 self.is_subset(other)
             }
-            fn apart(&self, other: &Self) -> bool {
-                self.is_disjoint(other)
+            fn first_meet(&self, n: u64, other: &Self) -> bool {
+                self.iter().take(n as usize).any(|p| other.contains(p))
             }
             fn add(&mut self, other: &Self) {
                 *self |= other;
@@ -184,7 +186,11 @@ fn covering_remainder<S: Persons>(
     let mut beyond = S::default();
     for &c in members {
         let units = cells[c].units;
-        if !set.holds_first_of(units) && units.apart(set) {
+        // None of its first `threshold` persons in `S`: it is apart from `S`, or has at least
+        // `threshold` persons outside it and leaves no remainder. Passing it over is exact in
+        // the first case and errs on the safe side in the second (a remainder may be reported
+        // that its persons would have hidden), and spares a walk over both sets.
+        if !units.first_meet(threshold, set) {
             continue;
         }
         reaching.push(c);
@@ -243,6 +249,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
+        let mut extra = 0;
         for _ in 0..200 {
             let sets: Vec<RoaringBitmap> = (0..8)
                 .map(|_| set((0..30).filter(|_| next() % 3 == 0)))
@@ -307,7 +314,8 @@ mod tests {
                             .units
                             .iter()
                             .all(|u| reaching.iter().any(|&c| cells[c].units.contains(u)));
-                        if covered && reaching.len() > 1 && (1..5).contains(&(beyond.len() as u64)) {
+                        if covered && reaching.len() > 1 && (1..5).contains(&(beyond.len() as u64))
+                        {
                             expected.push(Remainder {
                                 cell: s,
                                 nested: reaching,
@@ -317,8 +325,15 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(found, expected);
+            // Every remainder is found; the search may report more (it passes over a cell
+            // whose first persons are all outside `S`, which errs on the safe side).
+            for e in &expected {
+                assert!(found.contains(e), "missed {e:?}; found {found:?}");
+            }
+            extra += found.len() - expected.len();
         }
+        // On these small random sets the shortcut hardly ever reports more.
+        assert!(extra < 20, "{extra} findings beyond the exact ones");
     }
 
     #[test]

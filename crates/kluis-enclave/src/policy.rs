@@ -92,7 +92,10 @@ pub enum Violation {
         allowed: String,
     },
     #[error("`{call}`: {accepted}, so that it cannot fail on some rows and not on others")]
-    FunctionArguments { call: String, accepted: &'static str },
+    FunctionArguments {
+        call: String,
+        accepted: &'static str,
+    },
     #[error(
         "a filter on aggregated values (HAVING) is not allowed: kluis publishes margins over all cells ({expr})"
     )]

@@ -284,7 +284,6 @@ impl<S> Ledger<S> {
             })
             .collect()
     }
-
 }
 
 impl<S: Persons> Ledger<S> {
@@ -403,21 +402,20 @@ fn differencing_within(
         a.measure == b.measure
             && nested_dimensions(a.dimension_identities(), b.dimension_identities())
     };
-    let mut withheld: Vec<(usize, usize)> =
-        remainders(&published, threshold, |s, t| !linked(s, t))
-            .into_iter()
-            .map(|r| {
-                let larger = origin[r.cell];
-                let smallest = r
-                    .nested
-                    .iter()
-                    .copied()
-                    .min_by_key(|&c| (published[c].units.len(), c))
-                    .expect("a finding has nested cells");
-                let nested = origin[smallest];
-                if nested.0 > larger.0 { nested } else { larger }
-            })
-            .collect();
+    let mut withheld: Vec<(usize, usize)> = remainders(&published, threshold, |s, t| !linked(s, t))
+        .into_iter()
+        .map(|r| {
+            let larger = origin[r.cell];
+            let smallest = r
+                .nested
+                .iter()
+                .copied()
+                .min_by_key(|&c| (published[c].units.len(), c))
+                .expect("a finding has nested cells");
+            let nested = origin[smallest];
+            if nested.0 > larger.0 { nested } else { larger }
+        })
+        .collect();
     withheld.sort_unstable();
     withheld.dedup();
     withheld
@@ -590,8 +588,10 @@ fn republished(
     withheld: &[RoaringBitmap],
 ) -> Vec<(usize, usize)> {
     let key = |set: &RoaringBitmap| (set.len(), set.min(), set.max());
-    let by_key: std::collections::HashMap<_, Vec<&RoaringBitmap>> =
-        withheld.iter().filter(|s| !s.is_empty()).fold(Default::default(), |mut m, s| {
+    let by_key: std::collections::HashMap<_, Vec<&RoaringBitmap>> = withheld
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(Default::default(), |mut m, s| {
             m.entry(key(s)).or_insert_with(Vec::new).push(s);
             m
         });
@@ -606,6 +606,34 @@ fn republished(
                 .get(&key(units))
                 .is_some_and(|candidates| candidates.iter().any(|w| *w == units))
             {
+                found.push((t, c));
+            }
+        }
+    }
+    found
+}
+
+/// [`republished`] against the cells other projects withheld, the persons compared by
+/// provider-internal number (`persons`); only cells with as many persons as a withheld one are
+/// translated.
+fn republished_elsewhere(
+    reports: &[Report],
+    sets: &[Vec<Vec<&RoaringBitmap>>],
+    (ledger, persons): &(Ledger<RoaringTreemap>, Vec<u64>),
+) -> Vec<(usize, usize)> {
+    let sizes: BTreeSet<u64> = ledger.withheld.iter().map(RoaringTreemap::len).collect();
+    let mut found = Vec::new();
+    for (t, report) in reports.iter().enumerate() {
+        for (c, r) in report.cells.iter().enumerate() {
+            let units = sets[t][c][0];
+            if r.status.is_suppressed() || !sizes.contains(&units.len()) {
+                continue;
+            }
+            let numbers: RoaringTreemap = units
+                .iter()
+                .filter_map(|p| persons.get(p as usize).copied())
+                .collect();
+            if ledger.withheld.contains(&numbers) {
                 found.push((t, c));
             }
         }
@@ -929,6 +957,9 @@ impl Store {
             }
             let mut more = differencing_within(&reports, &sdc, &sets, rules.threshold.min_units);
             more.extend(republished(&reports, &sets, &ledger.withheld));
+            if let Some(provider) = &provider {
+                more.extend(republished_elsewhere(&reports, &sets, provider));
+            }
             if more.is_empty() {
                 break reports;
             }
@@ -1091,6 +1122,18 @@ impl Store {
                     ),
                 });
             }
+            let borrowed: Vec<Vec<&RoaringBitmap>> =
+                sets.iter().map(|s| s.iter().collect()).collect();
+            let again = republished(std::slice::from_ref(&report), &[borrowed], &ledger.withheld);
+            if !again.is_empty() {
+                return Err(StoreError::Stale {
+                    id: id.to_string(),
+                    why: format!(
+                        "{} cells have the persons of cells a table released since withheld",
+                        again.len()
+                    ),
+                });
+            }
             let verdicts: Vec<CellVerdict> = report
                 .cells
                 .iter()
@@ -1137,6 +1180,19 @@ impl Store {
                         ),
                     });
                 }
+                let borrowed: Vec<Vec<&RoaringBitmap>> =
+                    sets.iter().map(|s| s.iter().collect()).collect();
+                let again =
+                    republished_elsewhere(std::slice::from_ref(&report), &[borrowed], &provider);
+                if !again.is_empty() {
+                    return Err(StoreError::Stale {
+                        id: id.to_string(),
+                        why: format!(
+                            "{} cells have the persons of cells another project's released tables withheld",
+                            again.len()
+                        ),
+                    });
+                }
                 Some((lock, dir, provider.1))
             }
             None => None,
@@ -1178,7 +1234,12 @@ impl Store {
             output: id.to_string(),
             quantity: table.measure.clone().unwrap_or_default(),
             dimension_ids: (0..table.dimensions.len())
-                .map(|i| (table.dimensions[i].clone(), table.dimension_id(i).to_string()))
+                .map(|i| {
+                    (
+                        table.dimensions[i].clone(),
+                        table.dimension_id(i).to_string(),
+                    )
+                })
                 .filter(|(name, id)| name != id)
                 .collect(),
             statistic: table.statistic,

@@ -21,7 +21,8 @@ pub(crate) fn total(plan: LogicalPlan) -> Result<LogicalPlan> {
         let names = NamePreserver::new(&node);
         node.map_expressions(|e| {
             let saved = names.save(&e);
-            Ok(e.transform_up(total_expr)?.update_data(|e| saved.restore(e)))
+            Ok(e.transform_up(total_expr)?
+                .update_data(|e| saved.restore(e)))
         })
     })
     .map(|t| t.data)

@@ -155,7 +155,10 @@ fn released_cells(
                 })
             };
             Some(Released {
-                groups: all.iter().map(|&g| (filter.keeps)(g) && in_cell(g)).collect(),
+                groups: all
+                    .iter()
+                    .map(|&g| (filter.keeps)(g) && in_cell(g))
+                    .collect(),
                 value,
             })
         })

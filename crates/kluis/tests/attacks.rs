@@ -2343,15 +2343,15 @@ fn closed_leak_a_failing_division_or_cast_tells_nothing_about_who_is_there() {
 
 /// A released table withholds a cell of many persons to protect a small one (a secondary
 /// cell); a later table over exactly that cell's persons would publish its number, and the
-/// released pattern would protect nothing. Each such cell is asked for, alone.
+/// released pattern would protect nothing. Each such cell is asked for, alone, in the same
+/// project and in another one.
 #[test]
 fn a_later_table_does_not_publish_a_cell_a_released_table_withheld() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let year = 2021;
-    let first_sql = format!(
-        "SELECT {BY}, count(*) AS n FROM person_years WHERE year = {year} GROUP BY {BY}"
-    );
+    let first_sql =
+        format!("SELECT {BY}, count(*) AS n FROM person_years WHERE year = {year} GROUP BY {BY}");
     let (first, _) = submit_each(&env, "by-both", &[("by_both", "count", &first_sql)]);
     let table = released(&env, &first["by_both"]);
     // Withheld with at least the threshold persons: withheld for another cell's sake.
@@ -2379,6 +2379,22 @@ fn a_later_table_does_not_publish_a_cell_a_released_table_withheld() {
             if let Some(v) = again.value(&[region.clone()]) {
                 published.push(format!("({region}, {nationality}) = {v} in {id}"));
             }
+        }
+    }
+    // And from another project, with its own pseudonyms.
+    second_project(&env);
+    for (i, key) in secondaries.iter().enumerate() {
+        let (region, nationality) = (&key[0], &key[1]);
+        let sql = format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND coalesce(region, '') = '{region}' AND coalesce(current_nationality, '') = '{nationality}' GROUP BY region"
+        );
+        let job = env.job(&format!("elsewhere-{i}"), &[("alone", "count", &sql)]);
+        let id = submit_in(&env, "99-002", &job)["alone"].clone();
+        let shown = show_json(&env, &id);
+        if release(&env, "vera", &id).status.success() && published_in(&shown, "region", region) {
+            published.push(format!(
+                "({region}, {nationality}) in {id} of project 99-002"
+            ));
         }
     }
     assert!(
@@ -2449,7 +2465,13 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
     for destroyed in [false, true] {
         if destroyed {
             env.kluis("sam", REAL_DAY)
-                .args(["project", "destroy", "99-001", "--reason", "retention ended"])
+                .args([
+                    "project",
+                    "destroy",
+                    "99-001",
+                    "--reason",
+                    "retention ended",
+                ])
                 .assert()
                 .success();
         }
@@ -2461,7 +2483,11 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
         attempts.push((destroyed, id, released_now, cell_published, shown));
     }
     for (destroyed, id, released_now, cell_published, shown) in attempts {
-        let when = if destroyed { "after 99-001 was destroyed" } else { "while 99-001 exists" };
+        let when = if destroyed {
+            "after 99-001 was destroyed"
+        } else {
+            "while 99-001 exists"
+        };
         assert!(
             !(released_now && cell_published),
             "{when}: {id} was released with region {region}, which with 99-001's released cell gives the {} naturalised persons of nationality {nationality} away",

@@ -345,7 +345,13 @@ fn full_view(
                 anyhow::Error::new(e)
             }
         })?;
-    let persons = provider_persons(grant, &population)?;
+    let persons = population
+        .provider_numbers(&grant.provider_persons())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "two persons of the population share a provider-internal number (a chance of about one in a million): the provider-wide ledger cannot tell them apart; tell the kluis maintainers"
+            )
+        })?;
     // Plan every output against the view's (empty) schema first: a refused or broken output
     // stops the run before any data is read, and the view keeps only the columns used.
     let schema = population.schema();
@@ -385,29 +391,11 @@ fn full_view(
             .map_err(anyhow::Error::msg)?
             .schema(),
     };
-    Ok((PersonYearsSource::Batches { schema, batches }, rows, persons))
-}
-
-/// Per pseudonym (the index; 0 is nobody's), the person's provider-internal number, for the
-/// provider-wide ledger. Refuses a population in which two persons share one, since the ledger
-/// could not tell them apart.
-fn provider_persons(
-    grant: &kluis_project::Grant<'_, '_>,
-    population: &kluis_extract::CodedPopulation,
-) -> anyhow::Result<Vec<u64>> {
-    let provider = grant.provider_persons();
-    let mut numbers = vec![0u64; population.persons() + 1];
-    for (insz, pseudonym) in population.pseudonym_map().iter() {
-        numbers[pseudonym as usize] = provider.number(insz);
-    }
-    let mut sorted = numbers[1..].to_vec();
-    sorted.sort_unstable();
-    if sorted.first() == Some(&0) || sorted.windows(2).any(|w| w[0] == w[1]) {
-        anyhow::bail!(
-            "two persons of the population share a provider-internal number (a chance of about one in a million): the provider-wide ledger cannot tell them apart; tell the kluis maintainers"
-        );
-    }
-    Ok(numbers)
+    Ok((
+        PersonYearsSource::Batches { schema, batches },
+        rows,
+        persons,
+    ))
 }
 
 /// Writes the view into the project's directory (benchmarks compare against it).
