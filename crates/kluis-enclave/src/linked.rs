@@ -34,6 +34,8 @@ pub trait Persons: Clone + Default {
     /// Whether one of this set's first `n` persons is in `other` (a test that costs `n`
     /// lookups, not a walk over both sets).
     fn first_meet(&self, n: u64, other: &Self) -> bool;
+    /// How many of its persons are not in `other`.
+    fn outside(&self, other: &Self) -> u64;
     fn add(&mut self, other: &Self);
     fn take(&mut self, other: &Self);
 }
@@ -54,6 +56,9 @@ macro_rules! persons {
             }
             fn first_meet(&self, n: u64, other: &Self) -> bool {
                 self.iter().take(n as usize).any(|p| other.contains(p))
+            }
+            fn outside(&self, other: &Self) -> u64 {
+                self.len() - self.intersection_len(other)
             }
             fn add(&mut self, other: &Self) {
                 *self |= other;
@@ -194,7 +199,11 @@ fn covering_remainder<S: Persons>(
             continue;
         }
         reaching.push(c);
-        if !units.within(set) {
+        let apart = units.outside(set);
+        if apart >= threshold {
+            return None;
+        }
+        if apart > 0 {
             let mut outside = units.clone();
             outside.take(set);
             beyond.add(&outside);
