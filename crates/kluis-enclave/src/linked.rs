@@ -17,9 +17,9 @@
 //! dimensions (a regrouping, even named like the column it regroups) they are judged here.
 //!
 //! What this does not see (and the closing notes of issue 15 say so): combinations of cells of
-//! several levels or several tables at once, and rows: persons are compared, so a person with
-//! rows on both sides of a difference (in two regions over the years) hides a difference of
-//! rows.
+//! several levels or several tables at once (`tests/property.rs` finds them with a brute-force
+//! solver), and rows: persons are compared, so a person with rows on both sides of a difference
+//! (in two regions over the years) hides a difference of rows.
 
 use std::collections::BTreeMap;
 
