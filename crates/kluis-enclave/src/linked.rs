@@ -23,10 +23,10 @@
 
 use std::collections::BTreeMap;
 
-use roaring::{RoaringBitmap, RoaringTreemap};
+use roaring::RoaringBitmap;
 
-/// A set of persons: a project's pseudonyms ([`RoaringBitmap`]) or the provider-internal
-/// numbers of the provider-wide ledger ([`RoaringTreemap`]).
+/// A set of persons (a project's pseudonyms, or the provider-internal numbers of the
+/// provider-wide ledger), as the linked search needs it.
 pub trait Persons: Clone + Default {
     fn count(&self) -> u64;
     fn holds_first_of(&self, other: &Self) -> bool;
@@ -70,7 +70,6 @@ macro_rules! persons {
     };
 }
 persons!(RoaringBitmap);
-persons!(RoaringTreemap);
 
 /// One published number's persons, with where it comes from.
 pub(crate) struct PublishedSet<'a, S = RoaringBitmap> {

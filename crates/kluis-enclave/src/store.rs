@@ -11,9 +11,9 @@
 //! PROJECT_DIR/ledger/ID.json           per released output: its published cells
 //! PROJECT_DIR/ledger/ID.units          the units behind each of them (roaring bitmaps)
 //! PROJECT_DIR/persons.bin              per pseudonym, the person's provider-internal number
-//! STATE_DIR/ledger/ID.json, ID.units   the provider-wide ledger: every project's released
-//!                                      cells, persons by provider-internal number; kept when
-//!                                      a project is shredded
+//! STATE_DIR/ledger/ID.json, ID.units,  the provider-wide ledger: every project's released
+//!                  ID.withheld         cells and withheld cells' persons by provider-internal
+//!                                      number; kept when a project is shredded
 //! RELEASED_DIR/ID.csv, ID.report.json  what leaves: published values and the safe report
 //! ```
 //!
@@ -28,7 +28,7 @@ use kluis_sdc::{
     CellStatus, CellVerdict, PublishedCell, Reason, Release, Report, Rounding, RuleSet, Statistic,
     TOTAL, Table, TableStatus,
 };
-use roaring::{RoaringBitmap, RoaringTreemap};
+use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::disclosure::{Scaling, to_sdc_table};
@@ -255,7 +255,6 @@ macro_rules! stored_set {
     };
 }
 stored_set!(RoaringBitmap);
-stored_set!(RoaringTreemap);
 
 impl<S> Ledger<S> {
     /// The released outputs, in release order of their ids.
@@ -619,9 +618,9 @@ fn republished(
 fn republished_elsewhere(
     reports: &[Report],
     sets: &[Vec<Vec<&RoaringBitmap>>],
-    (ledger, persons): &(Ledger<RoaringTreemap>, Vec<u64>),
+    (ledger, persons): &(Ledger, Vec<u32>),
 ) -> Vec<(usize, usize)> {
-    let sizes: BTreeSet<u64> = ledger.withheld.iter().map(RoaringTreemap::len).collect();
+    let sizes: BTreeSet<u64> = ledger.withheld.iter().map(RoaringBitmap::len).collect();
     let mut found = Vec::new();
     for (t, report) in reports.iter().enumerate() {
         for (c, r) in report.cells.iter().enumerate() {
@@ -629,7 +628,7 @@ fn republished_elsewhere(
             if r.status.is_suppressed() || !sizes.contains(&units.len()) {
                 continue;
             }
-            let numbers: RoaringTreemap = units
+            let numbers: RoaringBitmap = units
                 .iter()
                 .filter_map(|p| persons.get(p as usize).copied())
                 .collect();
@@ -721,7 +720,7 @@ fn check_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
 /// The provider-wide ledger's verdict on a table: differencing with the cells other projects
 /// released, their persons and the table's compared by provider-internal number.
 fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
-    (ledger, persons): &(Ledger<RoaringTreemap>, Vec<u64>),
+    (ledger, persons): &(Ledger, Vec<u32>),
     table: &Table,
     report: &Report,
     sets: &[Vec<B>],
@@ -732,7 +731,7 @@ fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     }
     let mut translated = Vec::new();
     for (cell, term, units) in published_sets(report, sets) {
-        let mut numbers = RoaringTreemap::new();
+        let mut numbers = RoaringBitmap::new();
         for pseudonym in units {
             match persons.get(pseudonym as usize) {
                 Some(&n) if n != 0 => {
@@ -814,7 +813,7 @@ impl Store {
     /// Saves, per pseudonym of the project, the person's provider-internal number (0 for a
     /// pseudonym nobody has): the provider-wide ledger compares persons by it. The file stays
     /// in the project's directory and is shredded with it.
-    pub fn save_provider_persons(&self, numbers: &[u64]) -> Result<(), StoreError> {
+    pub fn save_provider_persons(&self, numbers: &[u32]) -> Result<(), StoreError> {
         private_dir(&self.dir)?;
         let path = self.persons_path();
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(&self.dir))?;
@@ -829,24 +828,24 @@ impl Store {
         Ok(())
     }
 
-    fn provider_persons(&self) -> Result<Vec<u64>, StoreError> {
+    fn provider_persons(&self) -> Result<Vec<u32>, StoreError> {
         let path = self.persons_path();
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        if bytes.len() % 8 != 0 {
+        if bytes.len() % 4 != 0 {
             return Err(StoreError::Corrupt {
                 path,
-                message: "not a whole number of 8-byte person numbers".into(),
+                message: "not a whole number of 4-byte person numbers".into(),
             });
         }
         Ok(bytes
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")))
             .collect())
     }
 
     /// The other projects' released cells, and this project's persons by provider-internal
     /// number; `None` without a provider-wide ledger.
-    fn provider_ledger(&self) -> Result<Option<(Ledger<RoaringTreemap>, Vec<u64>)>, StoreError> {
+    fn provider_ledger(&self) -> Result<Option<(Ledger, Vec<u32>)>, StoreError> {
         let Some(dir) = &self.provider else {
             return Ok(None);
         };
@@ -1247,11 +1246,11 @@ impl Store {
         };
         if let Some((_lock, dir, persons)) = &provider {
             // Checked above: every pseudonym has its number.
-            let numbers: Vec<RoaringTreemap> = kept
+            let numbers: Vec<RoaringBitmap> = kept
                 .iter()
                 .map(|set| set.iter().map(|p| persons[p as usize]).collect())
                 .collect();
-            let withheld_numbers: Vec<RoaringTreemap> = withheld
+            let withheld_numbers: Vec<RoaringBitmap> = withheld
                 .iter()
                 .map(|set| set.iter().map(|p| persons[p as usize]).collect())
                 .collect();

@@ -514,18 +514,18 @@ impl CodedPopulation {
         self.rules.first_year..=self.rules.last_year
     }
 
-    /// Per pseudonym (the index; 0 is nobody's), the person's provider-internal number, for
-    /// the provider-wide release ledger; `None` when two persons of the population share one
-    /// (a chance of about one in a million), since the ledger could not tell them apart.
-    pub fn provider_numbers(&self, provider: &kluis_pseudo::ProviderPersons) -> Option<Vec<u64>> {
-        let mut numbers = vec![0u64; self.persons() + 1];
+    /// Per pseudonym (the index; 0 is nobody's), the key of the person's provider-internal
+    /// number, for the provider-wide release ledger; `None` when two persons of the population
+    /// share one (a chance of about one in a million), since the ledger could not tell them
+    /// apart.
+    pub fn provider_keys(&self, provider: &kluis_pseudo::ProviderPersons) -> Option<Vec<u64>> {
+        let mut keys = vec![0u64; self.persons() + 1];
         for (insz, pseudonym) in self.map.iter() {
-            numbers[pseudonym as usize] = provider.number(insz);
+            keys[pseudonym as usize] = provider.key(insz);
         }
-        let mut sorted = numbers[1..].to_vec();
+        let mut sorted = keys[1..].to_vec();
         sorted.sort_unstable();
-        let distinct = sorted.first() != Some(&0) && sorted.windows(2).all(|w| w[0] != w[1]);
-        distinct.then_some(numbers)
+        sorted.windows(2).all(|w| w[0] != w[1]).then_some(keys)
     }
 
     /// The INSZ → sequence number map, to save encrypted on the provider side

@@ -238,10 +238,16 @@ impl<'p, 's> Grant<'p, 's> {
         &self.action
     }
 
-    /// The provider-internal person numbers, for the provider-wide ledger: they let the
+    /// The keys of provider-internal person numbers, for the provider-wide ledger: they let the
     /// released cells of different projects be compared person by person.
     pub fn provider_persons(&self) -> kluis_pseudo::ProviderPersons {
         self.project.state.master.provider_persons()
+    }
+
+    /// The provider-internal numbers of the persons with these keys
+    /// ([`crate::State::provider_numbers`]).
+    pub fn provider_numbers(&self, keys: &[u64]) -> Result<Vec<u32>, StateError> {
+        self.project.state.provider_numbers(keys)
     }
 
     /// Runs `f` with the project key, opened from the sealed store for this call only and

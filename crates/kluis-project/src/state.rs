@@ -39,6 +39,8 @@ pub(crate) const PROJECTS: &str = "projects";
 const TABLES: [&str; 4] = ["projects", "keys", "audit", "audit_head"];
 /// The seal kind of a project record.
 const PROJECT_SEAL: &str = "project";
+/// Provider-internal person numbers ([`State::provider_numbers`]).
+const PROVIDER_PERSONS: &str = "provider-persons.bin";
 
 /// The role recorded for actions no authorisation governs (initialising, enforcing retention).
 pub const SYSTEM_ROLE: &str = "system";
@@ -336,6 +338,80 @@ impl State {
 
     pub fn home(&self) -> &Path {
         &self.home
+    }
+
+    /// Dense provider-internal person numbers (1, 2, ...) for `keys`, each a person's
+    /// [`kluis_pseudo::ProviderPersons::key`] (distinct): a person seen before keeps their
+    /// number, a new one gets the next. The provider-wide ledger's person sets are bitmaps of
+    /// these numbers, compact because they are dense. The table (`provider-persons.bin`, 0600:
+    /// the keys, which only the master key links to an INSZ, and their numbers) lives as long as
+    /// the state directory, like the ledger.
+    pub fn provider_numbers(&self, keys: &[u64]) -> Result<Vec<u32>, StateError> {
+        let path = self.home.join(PROVIDER_PERSONS);
+        let lock_path = self.home.join(".provider-persons.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        set_mode(&lock_path, 0o600)?;
+        lock.lock().map_err(io(&lock_path))?;
+        let mut known: Vec<(u64, u32)> = match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() % 12 == 0 => bytes
+                .chunks_exact(12)
+                .map(|b| {
+                    let key = u64::from_le_bytes(b[..8].try_into().expect("eight bytes"));
+                    let number = u32::from_le_bytes(b[8..].try_into().expect("four bytes"));
+                    (key, number)
+                })
+                .collect(),
+            Ok(_) => {
+                return Err(StateError::Tampered {
+                    what: format!(
+                        "{} is not a whole number of 12-byte entries: the provider-wide person numbers were altered; restore the file from a backup",
+                        path.display()
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut next = known.len() as u32 + 1;
+        let mut added = Vec::new();
+        let numbers = keys
+            .iter()
+            .map(|&key| match known.binary_search_by_key(&key, |&(k, _)| k) {
+                Ok(i) => known[i].1,
+                Err(_) => {
+                    added.push((key, next));
+                    next += 1;
+                    next - 1
+                }
+            })
+            .collect();
+        if !added.is_empty() {
+            known.extend(added);
+            known.sort_unstable();
+            let mut bytes = Vec::with_capacity(known.len() * 12);
+            for (key, number) in &known {
+                bytes.extend_from_slice(&key.to_le_bytes());
+                bytes.extend_from_slice(&number.to_le_bytes());
+            }
+            let mut temp = tempfile::Builder::new()
+                .prefix(".provider-persons-")
+                .tempfile_in(&self.home)
+                .map_err(io(&self.home))?;
+            set_mode(temp.path(), 0o600)?;
+            temp.write_all(&bytes)
+                .and_then(|()| temp.as_file().sync_all())
+                .map_err(io(&path))?;
+            temp.persist(&path).map_err(|e| StateError::Io {
+                path: path.display().to_string(),
+                error: e.error,
+            })?;
+        }
+        Ok(numbers)
     }
 
     /// The provider-wide release ledger: every project's released cells, with their persons by

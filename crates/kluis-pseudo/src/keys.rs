@@ -53,7 +53,7 @@ impl MasterKey {
         hmac(&self.0, &[b"kluis-master-derive-v1\0", purpose.as_bytes()])
     }
 
-    /// The provider-internal person numbers (see [`ProviderPersons`]).
+    /// The keys of provider-internal person numbers (see [`ProviderPersons`]).
     pub fn provider_persons(&self) -> ProviderPersons {
         let key = self.derive("provider-person-numbers");
         ProviderPersons(Pseudonymiser(
@@ -205,17 +205,18 @@ impl std::fmt::Debug for ProjectKey {
     }
 }
 
-/// Provider-internal person numbers, for the provider-wide release ledger: the first 64 bits of
-/// an HMAC of the INSZ under a subkey of the master key. They are the same in every project
-/// (so two projects' released cells can be compared person by person), outlive every project
-/// key (the ledger keeps released cells after a project is shredded), and never leave the state
-/// directory. Two persons share a number with a chance of about 10⁻⁶ in a population of five
-/// million; a run checks that its own population's numbers are distinct.
+/// The keys of provider-internal person numbers, for the provider-wide release ledger: the
+/// first 64 bits of an HMAC of the INSZ under a subkey of the master key. They are the same in
+/// every project (so two projects' released cells can be compared person by person), outlive
+/// every project key (the ledger keeps released cells after a project is shredded), and never
+/// leave the state directory, where the state gives each a dense number. Two persons share a
+/// key with a chance of about 10⁻⁶ in a population of five million; a run checks that its own
+/// population's keys are distinct.
 #[derive(Clone)]
 pub struct ProviderPersons(Pseudonymiser);
 
 impl ProviderPersons {
-    pub fn number(&self, insz: u64) -> u64 {
+    pub fn key(&self, insz: u64) -> u64 {
         let mac = self.0.hmac_u64(insz);
         u64::from_be_bytes(mac[..8].try_into().expect("eight bytes"))
     }

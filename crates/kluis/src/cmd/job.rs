@@ -333,7 +333,7 @@ fn full_view(
     grant: &kluis_project::Grant<'_, '_>,
     job: &Job,
     limits: Limits,
-) -> anyhow::Result<(PersonYearsSource, u64, Vec<u64>)> {
+) -> anyhow::Result<(PersonYearsSource, u64, Vec<u32>)> {
     let threads = limits.threads;
     let population = grant
         .with_key(|key| coded_population(warehouse, project.authorisation(), key))
@@ -345,13 +345,15 @@ fn full_view(
                 anyhow::Error::new(e)
             }
         })?;
-    let persons = population
-        .provider_numbers(&grant.provider_persons())
+    let keys = population
+        .provider_keys(&grant.provider_persons())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "two persons of the population share a provider-internal number (a chance of about one in a million): the provider-wide ledger cannot tell them apart; tell the kluis maintainers"
+                "two persons of the population share a provider-internal key (a chance of about one in a million): the provider-wide ledger cannot tell them apart; tell the kluis maintainers"
             )
         })?;
+    let mut persons = vec![0u32];
+    persons.extend(grant.provider_numbers(&keys[1..]).map_err(state_error)?);
     // Plan every output against the view's (empty) schema first: a refused or broken output
     // stops the run before any data is read, and the view keeps only the columns used.
     let schema = population.schema();
