@@ -2268,24 +2268,23 @@ fn closed_leak_a_failing_division_or_cast_tells_nothing_about_who_is_there() {
             "SELECT count(*) / count(*) FILTER (WHERE coalesce(region, '') = '{g}' AND coalesce(current_nationality, '') = '{n}' AND naturalisation_date = {year}) AS r FROM person_years"
         )
     };
-    let row = |year: i64| {
-        format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE 1 / (naturalisation_date - {year}) <> 0 GROUP BY region"
+    // Counts by region of the rows where `condition` holds, for a year.
+    let by_region = |condition: &str, year: i64| {
+        let condition = condition.replace("{year}", &year.to_string());
+        format!("SELECT region, count(*) AS n FROM person_years WHERE {condition} GROUP BY region")
+    };
+    let row = |year| by_region("1 / (naturalisation_date - {year}) <> 0", year);
+    let modulo = |year| by_region("7 % (naturalisation_date - {year}) <> 0", year);
+    let cast = |year| {
+        by_region(
+            "CAST(CASE WHEN naturalisation_date = {year} THEN 'x' ELSE '1' END AS INT) = 1",
+            year,
         )
     };
-    let modulo = |year: i64| {
-        format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE 7 % (naturalisation_date - {year}) <> 0 GROUP BY region"
-        )
-    };
-    let cast = |year: i64| {
-        format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE CAST(CASE WHEN naturalisation_date = {year} THEN 'x' ELSE '1' END AS INT) = 1 GROUP BY region"
-        )
-    };
-    let function = |year: i64| {
-        format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE CASE WHEN naturalisation_date = {year} THEN substr(region, 1, -1) ELSE 'a' END = 'a' GROUP BY region"
+    let function = |year| {
+        by_region(
+            "CASE WHEN naturalisation_date = {year} THEN substr(region, 1, -1) ELSE 'a' END = 'a'",
+            year,
         )
     };
     let mut told = Vec::new();
