@@ -61,7 +61,20 @@ pub enum StoreError {
     )]
     Stale { id: String, why: String },
     #[error("disclosure control: {0}")]
-    Sdc(#[from] kluis_sdc::SdcError),
+    Sdc(kluis_sdc::SdcError),
+}
+
+impl From<kluis_sdc::SdcError> for StoreError {
+    /// An inconsistency names the cells' true values, which are not protected yet: a full run's
+    /// tables are kluis's own, so the researcher is told what happened, not the values.
+    fn from(e: kluis_sdc::SdcError) -> Self {
+        StoreError::Sdc(match e {
+            kluis_sdc::SdcError::Inconsistent(_) => kluis_sdc::SdcError::Inconsistent(
+                "the tables' margins or linked cells do not agree (an internal error; the values are not shown, they are not protected)".into(),
+            ),
+            e => e,
+        })
+    }
 }
 
 impl StoreError {
@@ -1107,6 +1120,8 @@ impl Store {
                 .map(|(n, d)| vec![n, d])
                 .collect(),
         };
+        // The sets as the checks below take them (borrowed, per cell).
+        let borrowed: Vec<Vec<&RoaringBitmap>> = sets.iter().map(|s| s.iter().collect()).collect();
         let ledger = self.ledger()?;
         if ledger.outputs() != record.checked_against {
             let found =
@@ -1121,9 +1136,11 @@ impl Store {
                     ),
                 });
             }
-            let borrowed: Vec<Vec<&RoaringBitmap>> =
-                sets.iter().map(|s| s.iter().collect()).collect();
-            let again = republished(std::slice::from_ref(&report), &[borrowed], &ledger.withheld);
+            let again = republished(
+                std::slice::from_ref(&report),
+                std::slice::from_ref(&borrowed),
+                &ledger.withheld,
+            );
             if !again.is_empty() {
                 return Err(StoreError::Stale {
                     id: id.to_string(),
@@ -1179,10 +1196,11 @@ impl Store {
                         ),
                     });
                 }
-                let borrowed: Vec<Vec<&RoaringBitmap>> =
-                    sets.iter().map(|s| s.iter().collect()).collect();
-                let again =
-                    republished_elsewhere(std::slice::from_ref(&report), &[borrowed], &provider);
+                let again = republished_elsewhere(
+                    std::slice::from_ref(&report),
+                    std::slice::from_ref(&borrowed),
+                    &provider,
+                );
                 if !again.is_empty() {
                     return Err(StoreError::Stale {
                         id: id.to_string(),

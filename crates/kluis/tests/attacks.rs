@@ -2135,20 +2135,33 @@ fn closed_leak_a_padded_maximum_publishes_one_persons_year() {
 // ---------------------------------------------------------------------------------------------
 // Leaks of another kind.
 
-/// A regrouping of one region minus a small group plus another region, named as a new
-/// dimension or as `region` itself (its cells then have the released table's keys): the two
-/// released regions minus the regrouped cell are the small group.
-#[test]
-fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
-    let env = Env::new(PERSONS);
-    let view = ground_truth(&env);
-    let year = 2021;
+/// Counts by region of one year, released; and the target: naturalised persons of one
+/// nationality in a published region, 1 to threshold − 1 of them.
+struct RegionsAndSmallGroup {
+    regions: Released,
+    /// The published regions (no margin).
+    published: Vec<String>,
+    region: String,
+    nationality: String,
+    persons: usize,
+}
+
+fn release_regions_and_find_a_small_group(
+    env: &Env,
+    view: &View,
+    year: i64,
+) -> RegionsAndSmallGroup {
     let regions_sql = format!(
         "SELECT region, count(*) AS n FROM person_years WHERE year = {year} GROUP BY region"
     );
-    let (first, _) = submit_each(&env, "regions", &[("regions", "count", &regions_sql)]);
-    let regions = released(&env, &first["regions"]);
-    // The target: naturalised persons of one nationality in a large region, 1 to 9 of them.
+    let (first, _) = submit_each(env, "regions", &[("regions", "count", &regions_sql)]);
+    let regions = released(env, &first["regions"]);
+    let published: Vec<String> = regions
+        .cells
+        .iter()
+        .filter(|c| c.1.is_some() && c.0[0] != TOTAL)
+        .map(|c| c.0[0].clone())
+        .collect();
     let mut groups: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
     for r in view.rows.iter().filter(|r| r.year == year && rare(r)) {
         if let (Some(g), Some(n)) = (&r.region, &r.nationality) {
@@ -2158,16 +2171,35 @@ fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
                 .insert(r.person);
         }
     }
-    let published: Vec<String> = regions
-        .cells
-        .iter()
-        .filter(|c| c.1.is_some() && c.0[0] != TOTAL)
-        .map(|c| c.0[0].clone())
-        .collect();
-    let ((target_region, nationality), persons) = groups
-        .iter()
+    let ((region, nationality), persons) = groups
+        .into_iter()
         .find(|((g, _), p)| (1..THRESHOLD).contains(&p.len()) && published.contains(g))
         .expect("a small group in a published region");
+    RegionsAndSmallGroup {
+        regions,
+        published,
+        region,
+        nationality,
+        persons: persons.len(),
+    }
+}
+
+/// A regrouping of one region minus a small group plus another region, named as a new
+/// dimension or as `region` itself (its cells then have the released table's keys): the two
+/// released regions minus the regrouped cell are the small group.
+#[test]
+fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let year = 2021;
+    let RegionsAndSmallGroup {
+        regions,
+        published,
+        region: target_region,
+        nationality,
+        persons,
+    } = release_regions_and_find_a_small_group(&env, &view, year);
+    let (target_region, nationality) = (&target_region, &nationality);
     let other = published
         .iter()
         .find(|g| *g != target_region)
@@ -2204,7 +2236,7 @@ fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
             value(&regrouped, key),
         ) {
             let derived = a + b - x;
-            if derived == persons.len() as f64 {
+            if derived == persons as f64 {
                 told.push(format!(
                     "as {name}: region {target_region} {a} + region {other} {b} - regrouped {key} {x} = {derived}"
                 ));
@@ -2366,12 +2398,16 @@ fn a_later_table_does_not_publish_a_cell_a_released_table_withheld() {
         .take(4)
         .collect();
     assert!(!secondaries.is_empty(), "no secondary cell to ask for");
+    // A table of exactly the persons of one cell.
+    let alone = |region: &str, nationality: &str| {
+        format!(
+            "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND coalesce(region, '') = '{region}' AND coalesce(current_nationality, '') = '{nationality}' GROUP BY region"
+        )
+    };
     let mut published = Vec::new();
     for (i, key) in secondaries.iter().enumerate() {
         let (region, nationality) = (&key[0], &key[1]);
-        let sql = format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND coalesce(region, '') = '{region}' AND coalesce(current_nationality, '') = '{nationality}' GROUP BY region"
-        );
+        let sql = alone(region, nationality);
         let (ids, _) = submit_each(&env, &format!("alone-{i}"), &[("alone", "count", &sql)]);
         if let Some(id) = ids.get("alone") {
             let again = released(&env, id);
@@ -2384,9 +2420,7 @@ fn a_later_table_does_not_publish_a_cell_a_released_table_withheld() {
     second_project(&env);
     for (i, key) in secondaries.iter().enumerate() {
         let (region, nationality) = (&key[0], &key[1]);
-        let sql = format!(
-            "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND coalesce(region, '') = '{region}' AND coalesce(current_nationality, '') = '{nationality}' GROUP BY region"
-        );
+        let sql = alone(region, nationality);
         let job = env.job(&format!("elsewhere-{i}"), &[("alone", "count", &sql)]);
         let id = submit_in(&env, "99-002", &job)["alone"].clone();
         let shown = show_json(&env, &id);
@@ -2431,30 +2465,13 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let year = 2021;
-    let regions_sql = format!(
-        "SELECT region, count(*) AS n FROM person_years WHERE year = {year} GROUP BY region"
-    );
-    let (first, _) = submit_each(&env, "regions", &[("regions", "count", &regions_sql)]);
-    let regions = released(&env, &first["regions"]);
-    let published: Vec<String> = regions
-        .cells
-        .iter()
-        .filter(|c| c.1.is_some() && c.0[0] != TOTAL)
-        .map(|c| c.0[0].clone())
-        .collect();
-    let mut groups: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
-    for r in view.rows.iter().filter(|r| r.year == year && rare(r)) {
-        if let (Some(g), Some(n)) = (&r.region, &r.nationality) {
-            groups
-                .entry((g.clone(), n.clone()))
-                .or_default()
-                .insert(r.person);
-        }
-    }
-    let ((region, nationality), persons) = groups
-        .iter()
-        .find(|((g, _), p)| (1..THRESHOLD).contains(&p.len()) && published.contains(g))
-        .expect("a small group in a published region");
+    let RegionsAndSmallGroup {
+        region,
+        nationality,
+        persons,
+        ..
+    } = release_regions_and_find_a_small_group(&env, &view, year);
+    let region = &region;
     second_project(&env);
     let without = format!(
         "SELECT region, count(*) AS n FROM person_years WHERE year = {year} AND NOT (coalesce(current_nationality, '') = '{nationality}' AND {RARE}) GROUP BY region"
@@ -2490,7 +2507,7 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
         assert!(
             !(released_now && cell_published),
             "{when}: {id} was released with region {region}, which with 99-001's released cell gives the {} naturalised persons of nationality {nationality} away",
-            persons.len()
+            persons
         );
         assert_eq!(
             shown["record"]["verdict"], "fail",
