@@ -11,6 +11,7 @@ mod limits;
 mod linked;
 mod measure;
 mod policy;
+mod span;
 mod stats;
 mod store;
 mod total;
@@ -45,8 +46,8 @@ pub use kluis_sdc::Statistic;
 pub use limits::{Limits, parse_duration, parse_memory};
 pub use policy::{MAX_DIMENSIONS, Violation};
 pub use store::{
-    Decision, Differencing, Ledger, LedgerCell, OutputRecord, OutputStatus, Store, StoreError,
-    StoreHold, StoredOutput,
+    Decision, Differencing, Ledger, LedgerCell, LinkedCheck, OutputRecord, OutputStatus, Store,
+    StoreError, StoreHold, StoredOutput,
 };
 pub use write::{RiskOptions, write_results};
 

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::disclosure::{Scaling, to_sdc_table};
 use crate::linked::{Persons, PublishedSet, level_of, remainders};
+use crate::span::{self, Budget, Outcome};
 use crate::{Job, OutputTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +146,49 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// What the exact linked check ([`crate::span`]) judged for an output: every published cell of
+/// the submission and of the releases before it, all together, on the persons behind them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedCheck {
+    /// Whether the cells were judged together. `false`: the system was beyond the check's
+    /// budget, and only the pairwise searches judged it.
+    pub exact: bool,
+    /// Published cells and atoms (persons in exactly the same cells) of the system.
+    pub cells: usize,
+    pub atoms: usize,
+    /// Cells of this submission withheld because with everything published they counted a
+    /// group of fewer than the threshold.
+    pub withheld: usize,
+    /// This table has cells with several rows of one person (over years): its numbers are not
+    /// sums of persons, so the check leaves it out and only the pairwise searches judge it.
+    pub left_out: bool,
+}
+
+impl LinkedCheck {
+    /// A line for the reviewer.
+    pub fn describe(&self) -> String {
+        let judged = if self.left_out {
+            "this table is left out (a person has several rows in a cell); judged pairwise"
+                .to_string()
+        } else if self.exact {
+            format!(
+                "{} published cells over {} atoms judged together",
+                self.cells, self.atoms
+            )
+        } else {
+            format!(
+                "{} published cells ({} atoms) are beyond the exact check's budget; judged pairwise",
+                self.cells, self.atoms
+            )
+        };
+        if self.withheld > 0 {
+            format!("{judged}; {} cells withheld for it", self.withheld)
+        } else {
+            judged
+        }
+    }
+}
+
 /// `output.json`: what a reviewer lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
@@ -164,6 +208,9 @@ pub struct OutputRecord {
     pub differencing: Vec<Differencing>,
     /// The released outputs the checks were made against.
     pub checked_against: Vec<String>,
+    /// The exact linked check's verdict (none for outputs submitted before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_check: Option<LinkedCheck>,
     pub status: OutputStatus,
     pub decision: Option<Decision>,
 }
@@ -200,6 +247,10 @@ struct LedgerEntry {
     /// How many withheld cells' person sets `ID.withheld` holds (none in older ledgers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     withheld: Option<usize>,
+    /// Every cell has one row per person, so its numbers are sums of persons and the exact
+    /// linked check takes them in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    one_row_per_person: bool,
 }
 
 impl LedgerEntry {
@@ -744,21 +795,7 @@ fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     }
     let mut translated = Vec::new();
     for (cell, term, units) in published_sets(report, sets) {
-        let mut numbers = RoaringBitmap::new();
-        for pseudonym in units {
-            match persons.get(pseudonym as usize) {
-                Some(&n) if n != 0 => {
-                    numbers.insert(n);
-                }
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        path: PathBuf::from("persons.bin"),
-                        message: "a pseudonym of the table has no provider-internal number; run the job again".into(),
-                    });
-                }
-            }
-        }
-        translated.push((cell, term, numbers));
+        translated.push((cell, term, provider_numbers(units, persons)?));
     }
     Ok(ledger.differencing(
         table,
@@ -766,6 +803,141 @@ fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
         threshold,
         false,
     ))
+}
+
+/// Whether every cell of a table (and of its denominator) has one row per person: then each of
+/// its numbers counts persons, and the exact linked check can judge it.
+fn one_row_per_person(table: &OutputTable) -> bool {
+    table.cells.iter().all(|c| {
+        c.stats.rows == c.stats.units
+            && c.denominator
+                .as_ref()
+                .is_none_or(|d| d.stats.rows == d.stats.units)
+    })
+}
+
+/// The exact linked check of new tables against a ledger (the provider-wide one with its
+/// persons numbered by `persons`, or the project's): every published cell of the tables that
+/// `judged` and of the ledger's releases with one row per person, all together. Returns the
+/// outcome and one new cell (table, cell) to withhold for each small group given away: the one
+/// with the fewest persons of the cells that count it.
+fn exact_linked(
+    (ledger, persons): (&Ledger, Option<&[u32]>),
+    reports: &[&Report],
+    sets: &[&[Vec<&RoaringBitmap>]],
+    judged: &[bool],
+    threshold: u64,
+) -> Result<(Outcome, Vec<(usize, usize)>), StoreError> {
+    let mut new: Vec<&RoaringBitmap> = Vec::new();
+    let mut origin: Vec<(usize, usize)> = Vec::new();
+    for (t, report) in reports.iter().enumerate() {
+        if !judged[t] {
+            continue;
+        }
+        for (c, r) in report.cells.iter().enumerate() {
+            if r.status.is_suppressed() {
+                continue;
+            }
+            for &set in &sets[t][c] {
+                new.push(set);
+                origin.push((t, c));
+            }
+        }
+    }
+    let released: Vec<&RoaringBitmap> = ledger
+        .entries
+        .iter()
+        .filter(|(e, _)| e.one_row_per_person)
+        .flat_map(|(_, units)| units)
+        .collect();
+    let budget = Budget::default();
+    let incidences: u64 = new.iter().chain(&released).map(|s| s.len()).sum();
+    if incidences > budget.incidences {
+        let outcome = Outcome::TooLarge {
+            cells: new.len() + released.len(),
+            incidences,
+            atoms: 0,
+        };
+        return Ok((outcome, Vec::new()));
+    }
+    let translated: Vec<RoaringBitmap> = match persons {
+        None => Vec::new(),
+        Some(persons) => new
+            .iter()
+            .map(|set| provider_numbers(set, persons))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut cells: Vec<&RoaringBitmap> = if persons.is_some() {
+        translated.iter().collect()
+    } else {
+        new.clone()
+    };
+    let n_new = cells.len();
+    cells.extend(released);
+    let outcome = span::small_groups(&cells, |c| c < n_new, threshold, budget);
+    let mut withhold = Vec::new();
+    if let Outcome::Judged { groups, .. } = &outcome {
+        for group in groups {
+            let cell = group
+                .cells()
+                .filter(|&c| c < n_new)
+                .min_by_key(|&c| (cells[c].len(), c))
+                .expect("a group the new cells give away has one of them");
+            withhold.push(origin[cell]);
+        }
+    }
+    withhold.sort_unstable();
+    withhold.dedup();
+    Ok((outcome, withhold))
+}
+
+/// The exact linked check of a pending output at its release, against what was released since
+/// it was checked: refused as stale when it now gives a small group away.
+fn exact_again(
+    id: &str,
+    system: (&Ledger, Option<&[u32]>),
+    report: &Report,
+    sets: &[Vec<&RoaringBitmap>],
+    judged: bool,
+    rules: &RuleSet,
+) -> Result<(), StoreError> {
+    let (_, found) = exact_linked(
+        system,
+        &[report],
+        &[sets],
+        &[judged],
+        rules.threshold.min_units,
+    )?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Stale {
+        id: id.to_string(),
+        why: format!(
+            "with the tables released since, {} of its cells would count a group of fewer than {} persons",
+            found.len(),
+            rules.threshold.min_units
+        ),
+    })
+}
+
+/// A table's persons as provider-internal numbers.
+fn provider_numbers(units: &RoaringBitmap, persons: &[u32]) -> Result<RoaringBitmap, StoreError> {
+    let mut numbers = RoaringBitmap::new();
+    for pseudonym in units {
+        match persons.get(pseudonym as usize) {
+            Some(&n) if n != 0 => {
+                numbers.insert(n);
+            }
+            _ => {
+                return Err(StoreError::Corrupt {
+                    path: PathBuf::from("persons.bin"),
+                    message: "a pseudonym of the table has no provider-internal number; run the job again".into(),
+                });
+            }
+        }
+    }
+    Ok(numbers)
 }
 
 impl Store {
@@ -951,6 +1123,14 @@ impl Store {
         // published cell of an earlier table is withheld, and the pattern is computed again
         // around it. Withholding only grows, so this ends.
         let mut withheld: Vec<(usize, usize)> = Vec::new();
+        // The exact check runs over the provider-wide ledger when there is one (it holds this
+        // project's releases too), otherwise over the project's.
+        let system = provider.as_ref().map_or((&ledger, None), |(l, persons)| {
+            (l, Some(persons.as_slice()))
+        });
+        let judged: Vec<bool> = tables.iter().map(one_row_per_person).collect();
+        let mut exact_outcome = None;
+        let mut exact_withheld: Vec<(usize, usize)> = Vec::new();
         let mut reports = loop {
             let mut reports = kluis_sdc::protect(
                 Release {
@@ -973,16 +1153,34 @@ impl Store {
                 more.extend(republished_elsewhere(&reports, &sets, provider));
             }
             if more.is_empty() {
+                // Everything published together, this submission's cells and every release's.
+                let (outcome, found) = exact_linked(
+                    system,
+                    &reports.iter().collect::<Vec<_>>(),
+                    &sets.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                    &judged,
+                    rules.threshold.min_units,
+                )?;
+                exact_outcome = Some(outcome);
+                exact_withheld.extend(&found);
+                more = found;
+            }
+            if more.is_empty() {
                 break reports;
             }
             withheld.extend(more);
+        };
+        let (exact, system_cells, atoms) = match exact_outcome {
+            Some(Outcome::Judged { cells, atoms, .. }) => (true, cells, atoms),
+            Some(Outcome::TooLarge { cells, atoms, .. }) => (false, cells, atoms),
+            None => unreachable!("the loop ends after the exact check"),
         };
         let outputs = self.outputs_dir();
         private_dir(&outputs)?;
         let mut records = Vec::new();
         let numbered =
             (self.next_number()?..).zip(tables.iter().zip(&sdc).zip(reports.iter_mut()).zip(&sets));
-        for (number, (((table, sdc_table), report), sets)) in numbered {
+        for (t, (number, (((table, sdc_table), report), sets))) in numbered.enumerate() {
             let mut differencing =
                 check_differencing(&ledger, sdc_table, report, sets, rules.threshold.min_units);
             if let Some(provider) = &provider {
@@ -1019,6 +1217,13 @@ impl Store {
                     .count(),
                 differencing,
                 checked_against: ledger.outputs(),
+                linked_check: Some(LinkedCheck {
+                    exact,
+                    cells: system_cells,
+                    atoms,
+                    withheld: exact_withheld.iter().filter(|w| w.0 == t).count(),
+                    left_out: !judged[t],
+                }),
                 status: OutputStatus::Pending,
                 decision: None,
             };
@@ -1120,6 +1325,10 @@ impl Store {
                 .map(|(n, d)| vec![n, d])
                 .collect(),
         };
+        let judged = record
+            .linked_check
+            .as_ref()
+            .is_some_and(|check| !check.left_out);
         // The sets as the checks below take them (borrowed, per cell).
         let borrowed: Vec<Vec<&RoaringBitmap>> = sets.iter().map(|s| s.iter().collect()).collect();
         let ledger = self.ledger()?;
@@ -1171,6 +1380,10 @@ impl Store {
                     why: "with the tables released since, a withheld cell can be derived".into(),
                 });
             }
+            // With a provider-wide ledger the exact check is made against it, below.
+            if self.provider.is_none() {
+                exact_again(id, (&ledger, None), &report, &borrowed, judged, rules)?;
+            }
         }
 
         // Another project's release in between would not be seen otherwise: the provider-wide
@@ -1210,6 +1423,14 @@ impl Store {
                         ),
                     });
                 }
+                exact_again(
+                    id,
+                    (&provider.0, Some(&provider.1)),
+                    &report,
+                    &borrowed,
+                    judged,
+                    rules,
+                )?;
                 Some((lock, dir, provider.1))
             }
             None => None,
@@ -1248,6 +1469,7 @@ impl Store {
             .collect();
         let entry = LedgerEntry {
             withheld: Some(withheld.len()),
+            one_row_per_person: judged,
             output: id.to_string(),
             quantity: table.measure.clone().unwrap_or_default(),
             dimension_ids: (0..table.dimensions.len())

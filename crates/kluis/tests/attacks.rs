@@ -2459,7 +2459,7 @@ fn second_project(env: &Env) {
 /// Project 99-001 releases counts by region; project 99-002 (other researchers, the same
 /// persons under other pseudonyms) asks for the same counts without a small group. Each
 /// project's own ledger sees nothing; the provider-wide ledger sees the persons, also after
-/// 99-001 is destroyed at the end of its retention.
+/// 99-001 is destroyed at the end of its retention: the cell is withheld or the table fails.
 #[test]
 fn a_second_project_cannot_difference_a_table_the_first_released() {
     let env = Env::new(PERSONS);
@@ -2509,9 +2509,10 @@ fn a_second_project_cannot_difference_a_table_the_first_released() {
             "{when}: {id} was released with region {region}, which with 99-001's released cell gives the {} naturalised persons of nationality {nationality} away",
             persons
         );
-        assert_eq!(
-            shown["record"]["verdict"], "fail",
-            "{when}: {id} should fail as differencing with 99-001's release"
+        // The pairwise search fails the table, or the exact linked check withholds the cell.
+        assert!(
+            shown["record"]["verdict"] == "fail" || !cell_published,
+            "{when}: {id} publishes region {region}, which differences 99-001's release"
         );
     }
 }

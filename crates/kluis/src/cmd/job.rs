@@ -507,6 +507,7 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 "cells": r.cells,
                 "suppressed": r.suppressed,
                 "differencing": r.differencing.len(),
+                "linked_check": r.linked_check,
             })).collect::<Vec<_>>(),
         }))
         .map_err(state_error)
@@ -536,6 +537,11 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 )
             }
         );
+        if let Some(check) = &r.linked_check
+            && (check.left_out || !check.exact)
+        {
+            println!("      linked check: {}", check.describe());
+        }
     }
     println!(
         "pending review: `kluis output show ID`, then `kluis output release|reject ID --reason ...`"

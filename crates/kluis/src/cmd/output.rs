@@ -208,6 +208,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     d.key, d.released_key, d.released_output, d.units_apart
                 );
             }
+            if let Some(check) = &r.linked_check {
+                println!("linked check: {}", check.describe());
+            }
             // The report's own measure is kluis's internal linking key; the reviewer reads the
             // output's column name.
             let mut report = stored.report;
