@@ -217,7 +217,7 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
             )));
         }
     }
-    Ok(())
+    check_provider_files(state.home(), &log)
 }
 
 /// The key under which an entry's details vouch for files of its project, so that a file that
@@ -226,12 +226,27 @@ pub(crate) fn check(state: &State, entries: u64) -> Result<(), StateError> {
 /// "<sha256>", ...}}`, paths relative to the project directory.
 pub const VOUCHED_FILES: &str = "vouched_files";
 
-/// `{path relative to dir: sha256}` for every file under each `dir/sub` (none for a missing one).
+/// The key under which a release entry vouches for the provider-wide ledger
+/// (`STATE/ledger/`), paths relative to the state directory. It outlives projects, so every
+/// entry of every project counts, the latest per file.
+pub const PROVIDER_FILES: &str = "provider_files";
+
+/// `{path relative to dir: sha256}` for every file under each `dir/sub`, or `dir/sub` itself
+/// when it is a file (none for a missing one). Lock files (named `.…lock`) hold nothing.
 pub(crate) fn vouch(dir: &Path, subs: &[&str]) -> Result<serde_json::Value, StateError> {
     let mut files = serde_json::Map::new();
     for root in subs.iter().map(|sub| dir.join(sub)).filter(|r| r.exists()) {
         let mut paths = Vec::new();
-        crate::project::walk(&root, &mut |path, _| paths.push(path.to_owned()))?;
+        if root.is_file() {
+            paths.push(root.clone());
+        } else {
+            crate::project::walk(&root, &mut |path, _| paths.push(path.to_owned()))?;
+        }
+        paths.retain(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".lock"))
+        });
         paths.sort();
         for path in paths {
             let relative = path.strip_prefix(dir).unwrap_or(&path);
@@ -261,6 +276,39 @@ fn sha256_of(path: &Path) -> Result<String, StateError> {
         }
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Checks that every file of the provider-wide ledger that an entry vouched for is there with
+/// the content the latest entry naming it gave: emptied or edited, the differencing checks
+/// across projects would trust it. (A file no entry names yet is a release of another project
+/// in progress; one planted outside kluis could only make the checks stricter.)
+pub(crate) fn check_provider_files(home: &Path, log: &[Entry]) -> Result<(), StateError> {
+    let mut vouched = std::collections::BTreeMap::new();
+    for entry in log {
+        if let Some(files) = entry.details[PROVIDER_FILES].as_object() {
+            for (path, sha) in files {
+                vouched.insert(path.clone(), (entry.seq, sha.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    for (path, (seq, sha)) in &vouched {
+        let file = home.join(path);
+        let found = match file.exists() {
+            true => Some(sha256_of(&file)?),
+            false => None,
+        };
+        if found.as_deref() != Some(*sha) {
+            return Err(tampered(format!(
+                "{path}, which audit entry {seq} vouches for, was {} outside kluis: the differencing checks across projects can no longer trust the provider-wide ledger",
+                if found.is_some() {
+                    "changed"
+                } else {
+                    "deleted"
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every file the project's entries vouched for (since its latest registration:

@@ -13,7 +13,7 @@ pub mod variables;
 use chrono::NaiveDate;
 
 pub use authorisation::{Authorisation, CheckError, Problem, RiskLimits, Role};
-pub use evidence::VOUCHED_FILES;
+pub use evidence::{PROVIDER_FILES, VOUCHED_FILES};
 pub use project::{Grant, Project, Usage};
 pub use retention::{Destruction, Enforcement, LeftForSteward, real_today};
 pub use state::{ProjectRecord, RulesFile, SYSTEM_ROLE, State, Status, default_home};

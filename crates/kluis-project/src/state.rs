@@ -41,6 +41,8 @@ const TABLES: [&str; 4] = ["projects", "keys", "audit", "audit_head"];
 const PROJECT_SEAL: &str = "project";
 /// Provider-internal person numbers ([`State::provider_numbers`]).
 const PROVIDER_PERSONS: &str = "provider-persons.bin";
+/// The provider-wide release ledger's directory in the state directory.
+pub(crate) const PROVIDER_LEDGER: &str = "ledger";
 
 /// The role recorded for actions no authorisation governs (initialising, enforcing retention).
 pub const SYSTEM_ROLE: &str = "system";
@@ -417,7 +419,19 @@ impl State {
     /// The provider-wide release ledger: every project's released cells, with their persons by
     /// provider-internal number. It outlives the projects (see the guide, "Retention").
     pub fn provider_ledger_dir(&self) -> PathBuf {
-        self.home.join("ledger")
+        self.home.join(PROVIDER_LEDGER)
+    }
+
+    /// What a release entry puts under [`crate::PROVIDER_FILES`]: every file of the
+    /// provider-wide ledger, so that emptying or editing it is caught.
+    pub fn vouch_provider_ledger(&self) -> Result<serde_json::Value, StateError> {
+        crate::evidence::vouch(&self.home, &[PROVIDER_LEDGER])
+    }
+
+    /// Fails when a file of the provider-wide ledger is not as the latest entry naming it
+    /// vouched for: check before judging differencing against it.
+    pub fn check_provider_ledger(&self) -> Result<(), StateError> {
+        crate::evidence::check_provider_files(&self.home, &self.audit_entries(None)?)
     }
 
     fn anchor(&self) -> AnchorKey {

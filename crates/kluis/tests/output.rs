@@ -298,3 +298,67 @@ fn a_pending_output_or_ledger_changed_outside_kluis_stops_every_check_against_it
         .code(1)
         .stderr(predicate::str::contains("was deleted outside kluis"));
 }
+
+/// The provider-wide ledger (`STATE/ledger/`, which outlives projects) and a project's
+/// provider-internal numbers (`persons.bin`) decide what other projects may publish: emptied,
+/// edited or deleted outside kluis, they would let a second project difference a release.
+#[test]
+fn the_provider_wide_ledger_or_the_persons_numbers_changed_outside_kluis_stop_every_check() {
+    let env = Env::new(1500);
+    let job = careers(&env);
+    env.run_full("rita", &job).assert().success();
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0001", "--reason", "fine"])
+        .assert()
+        .success();
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+    let units = env.path("state").join("ledger/99-001-0001.units");
+    assert!(units.is_file());
+    let kept = std::fs::read(&units).unwrap();
+    std::fs::write(&units, b"").unwrap();
+    let said = "ledger/99-001-0001.units, which audit entry";
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said))
+        .stderr(predicate::str::contains("provider-wide ledger"));
+    env.run_full("rita", &job)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said));
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0002", "--reason", "fine"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(said));
+    std::fs::remove_file(&units).unwrap();
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("was deleted outside kluis"));
+    std::fs::write(&units, &kept).unwrap();
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .success();
+    // The persons' numbers: renumbered, this project's persons would not meet other projects'.
+    let persons = env.project_dir().join("persons.bin");
+    let mut numbers = std::fs::read(&persons).unwrap();
+    numbers.reverse();
+    std::fs::write(&persons, &numbers).unwrap();
+    env.kluis("vera", REAL_DAY)
+        .args(["output", "release", "99-001-0002", "--reason", "fine"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("persons.bin, which audit entry"));
+    env.kluis("", REAL_DAY)
+        .args(["audit", "verify"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("persons.bin"));
+}

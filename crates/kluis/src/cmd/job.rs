@@ -478,6 +478,7 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     // other run, release or reject of the project comes in between.
     let _held = store.hold().map_err(anyhow::Error::new)?;
     project.check_vouched_files().map_err(state_error)?;
+    state.check_provider_ledger().map_err(state_error)?;
     store
         .save_provider_persons(&persons)
         .map_err(anyhow::Error::new)?;
@@ -485,9 +486,12 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let records = store
         .submit(&job, &tables, &rules, actor, &now)
         .map_err(|e| anyhow::Error::new(e).context("checking the outputs"))?;
+    // The persons' provider-internal numbers too: changed, they would hide this project's
+    // persons from the provider-wide ledger.
     let stored: Vec<String> = records
         .iter()
         .map(|r| format!("outputs/{}", r.id))
+        .chain(["persons.bin".to_string()])
         .collect();
     let vouched = project
         .vouch_for(&stored.iter().map(String::as_str).collect::<Vec<_>>())

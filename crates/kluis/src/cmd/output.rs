@@ -228,6 +228,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .with_provider_ledger(&state.provider_ledger_dir());
             let _held = store.hold().map_err(store_error)?;
             project.check_vouched_files().map_err(state_error)?;
+            state.check_provider_ledger().map_err(state_error)?;
             let record = store.load(&id).map_err(store_error)?.record;
             let grant = project
                 .authorise_release(actor, &record.submitter, "output release", today()?)
@@ -247,6 +248,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "withheld": record.suppressed,
                     kluis_project::VOUCHED_FILES: project
                         .vouch_for(&["ledger", &format!("outputs/{id}")])
+                        .map_err(state_error)?,
+                    kluis_project::PROVIDER_FILES: state
+                        .vouch_provider_ledger()
                         .map_err(state_error)?,
                 }))
                 .map_err(state_error)?;
