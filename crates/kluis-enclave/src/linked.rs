@@ -16,10 +16,11 @@
 //! one linked system (released cells included) and proves it with its audit. With other
 //! dimensions (a regrouping, even named like the column it regroups) they are judged here.
 //!
-//! What this does not see (and the closing notes of issue 15 say so): combinations of cells of
-//! several levels or several tables at once (`tests/property.rs` finds them with a brute-force
-//! solver), and rows: persons are compared, so a person with rows on both sides of a difference
-//! (in two regions over the years) hides a difference of rows.
+//! Combinations of cells of several levels or several tables at once are the exact check's
+//! ([`crate::span`]), for tables with one row per person in a cell; for the others this search
+//! is all there is. What it does not see (and the closing notes of issue 15 say so): rows.
+//! Persons are compared, so a person with rows on both sides of a difference (in two regions
+//! over the years) hides a difference of rows.
 
 use std::collections::BTreeMap;
 
