@@ -816,13 +816,39 @@ fn one_row_per_person(table: &OutputTable) -> bool {
     })
 }
 
-/// The exact linked check of new tables against a ledger (the provider-wide one with its
-/// persons numbered by `persons`, or the project's): every published cell of the tables that
-/// `judged` and of the ledger's releases with one row per person, all together. Returns the
+/// What the exact linked check judges new tables against: the project's releases and, with a
+/// provider-wide ledger, every other project's (their persons by provider-internal number).
+struct System<'a> {
+    own: &'a Ledger,
+    provider: Option<ProviderSystem<'a>>,
+}
+
+struct ProviderSystem<'a> {
+    /// The other projects' releases.
+    others: &'a Ledger,
+    /// This project's pseudonyms' provider-internal numbers.
+    persons: &'a [u32],
+    /// The provider-wide ledger's directory, where this project's releases are kept by number
+    /// too, and the prefix of this project's output ids.
+    dir: &'a Path,
+    project: &'a str,
+}
+
+/// The sets of the releases with one row per person (the exact check's).
+fn judged_sets(ledger: &Ledger) -> impl Iterator<Item = &RoaringBitmap> {
+    ledger
+        .entries
+        .iter()
+        .filter(|(e, _)| e.one_row_per_person)
+        .flat_map(|(_, units)| units)
+}
+
+/// The exact linked check of new tables against `system`: every published cell of the tables
+/// that `judged` and of the releases with one row per person, all together. Returns the
 /// outcome and one new cell (table, cell) to withhold for each small group given away: the one
 /// with the fewest persons of the cells that count it.
 fn exact_linked(
-    (ledger, persons): (&Ledger, Option<&[u32]>),
+    system: &System,
     reports: &[&Report],
     sets: &[&[Vec<&RoaringBitmap>]],
     judged: &[bool],
@@ -844,33 +870,45 @@ fn exact_linked(
             }
         }
     }
-    let released: Vec<&RoaringBitmap> = ledger
-        .entries
-        .iter()
-        .filter(|(e, _)| e.one_row_per_person)
-        .flat_map(|(_, units)| units)
-        .collect();
+    // The project's own releases count once: by pseudonym, or by number in the provider-wide
+    // ledger (the same sets, so the same sizes).
+    let own: Vec<&RoaringBitmap> = judged_sets(system.own).collect();
+    let others: Vec<&RoaringBitmap> = system
+        .provider
+        .as_ref()
+        .map(|p| judged_sets(p.others).collect())
+        .unwrap_or_default();
     let budget = Budget::default();
-    let incidences: u64 = new.iter().chain(&released).map(|s| s.len()).sum();
+    let incidences: u64 = new.iter().chain(&own).chain(&others).map(|s| s.len()).sum();
     if incidences > budget.incidences {
         let outcome = Outcome::TooLarge {
-            cells: new.len() + released.len(),
+            cells: new.len() + own.len() + others.len(),
             incidences,
             atoms: 0,
         };
         return Ok((outcome, Vec::new()));
     }
-    let translated: Vec<RoaringBitmap> = match persons {
-        None => Vec::new(),
-        Some(persons) => new
-            .iter()
-            .map(|set| provider_numbers(set, persons))
-            .collect::<Result<_, _>>()?,
+    let (translated, own_numbered): (Vec<RoaringBitmap>, Ledger) = match &system.provider {
+        None => (Vec::new(), Ledger::default()),
+        Some(p) => {
+            let prefix = format!("{}-", p.project);
+            (
+                new.iter()
+                    .map(|set| provider_numbers(set, p.persons))
+                    .collect::<Result<_, _>>()?,
+                read_ledger(p.dir, |e| e.output.starts_with(&prefix))?,
+            )
+        }
     };
-    let mut cells: Vec<&RoaringBitmap> = if persons.is_some() {
-        translated.iter().collect()
-    } else {
-        new.clone()
+    let (mut cells, released): (Vec<&RoaringBitmap>, Vec<&RoaringBitmap>) = match &system.provider {
+        None => (new.clone(), own),
+        Some(_) => (
+            translated.iter().collect(),
+            others
+                .into_iter()
+                .chain(judged_sets(&own_numbered))
+                .collect(),
+        ),
     };
     let n_new = cells.len();
     cells.extend(released);
@@ -895,7 +933,7 @@ fn exact_linked(
 /// it was checked: refused as stale when it now gives a small group away.
 fn exact_again(
     id: &str,
-    system: (&Ledger, Option<&[u32]>),
+    system: &System,
     report: &Report,
     sets: &[Vec<&RoaringBitmap>],
     judged: bool,
@@ -1125,9 +1163,17 @@ impl Store {
         let mut withheld: Vec<(usize, usize)> = Vec::new();
         // The exact check runs over the provider-wide ledger when there is one (it holds this
         // project's releases too), otherwise over the project's.
-        let system = provider.as_ref().map_or((&ledger, None), |(l, persons)| {
-            (l, Some(persons.as_slice()))
-        });
+        let system = System {
+            own: &ledger,
+            provider: provider.as_ref().zip(self.provider.as_deref()).map(
+                |((others, persons), dir)| ProviderSystem {
+                    others,
+                    persons,
+                    dir,
+                    project: &self.project,
+                },
+            ),
+        };
         let judged: Vec<bool> = tables.iter().map(one_row_per_person).collect();
         let mut exact_outcome = None;
         let mut exact_withheld: Vec<(usize, usize)> = Vec::new();
@@ -1155,7 +1201,7 @@ impl Store {
             if more.is_empty() {
                 // Everything published together, this submission's cells and every release's.
                 let (outcome, found) = exact_linked(
-                    system,
+                    &system,
                     &reports.iter().collect::<Vec<_>>(),
                     &sets.iter().map(Vec::as_slice).collect::<Vec<_>>(),
                     &judged,
@@ -1382,7 +1428,11 @@ impl Store {
             }
             // With a provider-wide ledger the exact check is made against it, below.
             if self.provider.is_none() {
-                exact_again(id, (&ledger, None), &report, &borrowed, judged, rules)?;
+                let system = System {
+                    own: &ledger,
+                    provider: None,
+                };
+                exact_again(id, &system, &report, &borrowed, judged, rules)?;
             }
         }
 
@@ -1423,14 +1473,16 @@ impl Store {
                         ),
                     });
                 }
-                exact_again(
-                    id,
-                    (&provider.0, Some(&provider.1)),
-                    &report,
-                    &borrowed,
-                    judged,
-                    rules,
-                )?;
+                let system = System {
+                    own: &ledger,
+                    provider: Some(ProviderSystem {
+                        others: &provider.0,
+                        persons: &provider.1,
+                        dir,
+                        project: &self.project,
+                    }),
+                };
+                exact_again(id, &system, &report, &borrowed, judged, rules)?;
                 Some((lock, dir, provider.1))
             }
             None => None,

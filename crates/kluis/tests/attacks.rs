@@ -2250,6 +2250,79 @@ fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
     );
 }
 
+/// Three published regions R, R2, R3 and two one-cell tables, A = R without the small group
+/// plus R2's women, B = R2's others plus R3: R + R2 + R3 − A − B is the group. No two of the
+/// cells are nested or cover one another with a few persons (A reaches into R2 by many, B into
+/// R2 by many), so only the cells judged all together show it. Tried in one job and in two.
+#[test]
+fn closed_leak_three_tables_that_no_two_of_them_difference_give_a_small_group_away() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let year = 2021;
+    let RegionsAndSmallGroup {
+        regions,
+        published,
+        region,
+        nationality,
+        persons,
+    } = release_regions_and_find_a_small_group(&env, &view, year);
+    let others: Vec<&String> = published.iter().filter(|g| **g != region).collect();
+    let (r2, r3) = (others[0], others[1]);
+    let group = format!("coalesce(current_nationality, '') = '{nationality}' AND {RARE}");
+    let a = format!(
+        "SELECT year, count(*) AS n FROM person_years WHERE year = {year} AND ((coalesce(region, '') = '{region}' AND NOT ({group})) OR (coalesce(region, '') = '{r2}' AND coalesce(sex, '') = 'F')) GROUP BY year"
+    );
+    let b = format!(
+        "SELECT year, count(*) AS n FROM person_years WHERE year = {year} AND ((coalesce(region, '') = '{r2}' AND coalesce(sex, '') <> 'F') OR coalesce(region, '') = '{r3}') GROUP BY year"
+    );
+    // The attack is real: with the true counts the combination is the group.
+    let count = |keep: &dyn Fn(&Row) -> bool| {
+        view.rows
+            .iter()
+            .filter(|r| r.year == year && keep(r))
+            .count() as i64
+    };
+    let in_region = |r: &Row, g: &str| r.region.as_deref() == Some(g);
+    let in_group = |r: &Row| r.nationality.as_deref() == Some(nationality.as_str()) && rare(r);
+    let women = |r: &Row| r.sex.as_deref() == Some("F");
+    let true_a =
+        count(&|r| (in_region(r, &region) && !in_group(r)) || (in_region(r, r2) && women(r)));
+    let true_b = count(&|r| (in_region(r, r2) && !women(r)) || in_region(r, r3));
+    let true_regions = count(&|r| in_region(r, &region) || in_region(r, r2) || in_region(r, r3));
+    assert_eq!(true_regions - true_a - true_b, persons as i64);
+    for together in [true, false] {
+        let prefix = if together {
+            "three-together"
+        } else {
+            "three-apart"
+        };
+        let ids = if together {
+            let job = env.job(prefix, &[("a", "count", &a), ("b", "count", &b)]);
+            release_all(&env, &submit(&env, &job))
+        } else {
+            submit_each(&env, prefix, &[("a", "count", &a), ("b", "count", &b)]).0
+        };
+        let value = |name: &str| {
+            ids.get(name)
+                .and_then(|id| released(&env, id).value(&[year.to_string()]))
+        };
+        let region_value = |g: &str| regions.value(&[g.to_string()]);
+        if let (Some(x), Some(y), Some(r), Some(v2), Some(v3)) = (
+            value("a"),
+            value("b"),
+            region_value(&region),
+            region_value(r2),
+            region_value(r3),
+        ) {
+            let derived = r + v2 + v3 - x - y;
+            assert!(
+                !(1.0..THRESHOLD as f64).contains(&derived),
+                "{prefix}: regions {region} {r} + {r2} {v2} + {r3} {v3} - A {x} - B {y} = {derived}: the naturalised persons of nationality {nationality} in {region}"
+            );
+        }
+    }
+}
+
 /// A query that fails only when some row reaches a failing expression (a division by zero, a
 /// cast of a text that is no number, a function given a bad argument) makes the run's exit
 /// code a membership oracle. Each probe is run for a combination one person has and one nobody
