@@ -870,6 +870,16 @@ fn exact_linked(
             }
         }
     }
+    if new.is_empty() {
+        // Nothing new to judge: what the releases give away on their own is not this
+        // submission's doing.
+        let outcome = Outcome::Judged {
+            cells: 0,
+            atoms: 0,
+            groups: Vec::new(),
+        };
+        return Ok((outcome, Vec::new()));
+    }
     // The project's own releases count once: by pseudonym, or by number in the provider-wide
     // ledger (the same sets, so the same sizes).
     let own: Vec<&RoaringBitmap> = judged_sets(system.own).collect();
@@ -896,7 +906,9 @@ fn exact_linked(
                 new.iter()
                     .map(|set| provider_numbers(set, p.persons))
                     .collect::<Result<_, _>>()?,
-                read_ledger(p.dir, |e| e.output.starts_with(&prefix))?,
+                read_ledger(p.dir, |e| {
+                    e.one_row_per_person && e.output.starts_with(&prefix)
+                })?,
             )
         }
     };
