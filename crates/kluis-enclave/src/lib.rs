@@ -45,6 +45,7 @@ pub use job::{DEFAULT_UNIT, Job, JobError, Output};
 pub use kluis_sdc::Statistic;
 pub use limits::{Limits, parse_duration, parse_memory};
 pub use policy::{MAX_DIMENSIONS, Violation};
+pub use span::Budget as LinkedBudget;
 pub use store::{
     Decision, Differencing, Ledger, LedgerCell, LinkedCheck, OutputRecord, OutputStatus, Store,
     StoreError, StoreHold, StoredOutput,

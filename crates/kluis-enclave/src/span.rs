@@ -101,8 +101,8 @@ fn scale(a: &mut Sparse, f: u64) {
 }
 
 /// How much work the check may do before it reports the system as beyond it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Budget {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
     /// Person-in-cell incidences (the sum of the cells' sizes).
     pub incidences: u64,
     /// Entries touched by the elimination and the search.
@@ -112,7 +112,7 @@ pub(crate) struct Budget {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            incidences: 40_000_000,
+            incidences: 150_000_000,
             operations: 400_000_000,
         }
     }
@@ -160,29 +160,53 @@ struct Atoms {
 /// Persons grouped by the cells they are in (partition refinement, exact).
 fn atoms(cells: &[&RoaringBitmap]) -> Atoms {
     const NONE: u32 = u32::MAX;
-    let mut atom_of: HashMap<u32, u32> = HashMap::new();
+    // Persons are dense numbers (pseudonyms, provider-internal numbers): an array by person
+    // when they are, a map otherwise.
+    let max = cells.iter().filter_map(|c| c.max()).max().unwrap_or(0);
+    let mut dense: Vec<u32> = Vec::new();
+    let mut sparse: HashMap<u32, u32> = HashMap::new();
+    let use_dense = max < 1 << 24;
+    if use_dense {
+        dense = vec![NONE; max as usize + 1];
+    }
     let mut member_cells: Vec<Vec<u32>> = Vec::new();
     for (c, set) in cells.iter().enumerate() {
         // Each atom met in this cell splits into its part inside (a new atom) and the rest.
         let mut inside: HashMap<u32, u32> = HashMap::new();
+        let mut last = (NONE, NONE);
         for p in set.iter() {
-            let slot = atom_of.entry(p).or_insert(NONE);
+            let slot = if use_dense {
+                &mut dense[p as usize]
+            } else {
+                sparse.entry(p).or_insert(NONE)
+            };
             let parent = *slot;
-            let child = *inside.entry(parent).or_insert_with(|| {
-                let mut list = if parent == NONE {
-                    Vec::new()
-                } else {
-                    member_cells[parent as usize].clone()
-                };
-                list.push(c as u32);
-                member_cells.push(list);
-                (member_cells.len() - 1) as u32
-            });
+            // Neighbouring persons mostly share an atom: spare the map its lookup.
+            let child = if last.0 == parent && last.1 != NONE {
+                last.1
+            } else {
+                *inside.entry(parent).or_insert_with(|| {
+                    let mut list = if parent == NONE {
+                        Vec::new()
+                    } else {
+                        member_cells[parent as usize].clone()
+                    };
+                    list.push(c as u32);
+                    member_cells.push(list);
+                    (member_cells.len() - 1) as u32
+                })
+            };
+            last = (parent, child);
             *slot = child;
         }
     }
     let mut sizes = vec![0u64; member_cells.len()];
-    for &a in atom_of.values() {
+    let assigned: Box<dyn Iterator<Item = &u32>> = if use_dense {
+        Box::new(dense.iter().filter(|&&a| a != NONE))
+    } else {
+        Box::new(sparse.values())
+    };
+    for &a in assigned {
         sizes[a as usize] += 1;
     }
     // Atoms all of whose persons moved on are empty; renumber the rest.

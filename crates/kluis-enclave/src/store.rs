@@ -151,7 +151,7 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkedCheck {
     /// Whether the cells were judged together. `false`: the system was beyond the check's
-    /// budget, and only the pairwise searches judged it.
+    /// budget, and the output fails (what cannot be judged is not released).
     pub exact: bool,
     /// Published cells and atoms (persons in exactly the same cells) of the system.
     pub cells: usize,
@@ -159,33 +159,37 @@ pub struct LinkedCheck {
     /// Cells of this submission withheld because with everything published they counted a
     /// group of fewer than the threshold.
     pub withheld: usize,
-    /// This table has cells with several rows of one person (over years): its numbers are not
-    /// sums of persons, so the check leaves it out and only the pairwise searches judge it.
-    pub left_out: bool,
+    /// Published cells of this table left out: a person has several rows in some of its cells
+    /// (over years), so its numbers are not sums of persons, and only the pairwise searches
+    /// judge them.
+    #[serde(default)]
+    pub left_out: usize,
 }
 
 impl LinkedCheck {
     /// A line for the reviewer.
     pub fn describe(&self) -> String {
-        let judged = if self.left_out {
-            "this table is left out (a person has several rows in a cell); judged pairwise"
-                .to_string()
-        } else if self.exact {
+        let mut said = vec![if self.exact {
             format!(
                 "{} published cells over {} atoms judged together",
                 self.cells, self.atoms
             )
         } else {
             format!(
-                "{} published cells ({} atoms) are beyond the exact check's budget; judged pairwise",
-                self.cells, self.atoms
+                "{} published cells are beyond the exact check's budget: the output fails",
+                self.cells
             )
-        };
-        if self.withheld > 0 {
-            format!("{judged}; {} cells withheld for it", self.withheld)
-        } else {
-            judged
+        }];
+        if self.left_out > 0 {
+            said.push(format!(
+                "its {} published cells left out (a person has several rows in a cell), judged pairwise",
+                self.left_out
+            ));
         }
+        if self.withheld > 0 {
+            said.push(format!("{} cells withheld for it", self.withheld));
+        }
+        said.join("; ")
     }
 }
 
@@ -229,6 +233,9 @@ pub struct LedgerCell {
     /// (`kluis_sdc::Table::cell_links`); 0 for none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub link: u64,
+    /// Its number is a sum of persons ([`counts_persons`]): the exact linked check takes it in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub counts_persons: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -247,10 +254,6 @@ struct LedgerEntry {
     /// How many withheld cells' person sets `ID.withheld` holds (none in older ledgers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     withheld: Option<usize>,
-    /// Every cell has one row per person, so its numbers are sums of persons and the exact
-    /// linked check takes them in.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    one_row_per_person: bool,
 }
 
 impl LedgerEntry {
@@ -490,6 +493,7 @@ pub struct Store {
     project: String,
     /// The provider-wide ledger's directory, when outputs are checked against other projects'.
     provider: Option<PathBuf>,
+    linked_budget: Budget,
 }
 
 /// A held project store ([`Store::hold`]); released when dropped.
@@ -805,15 +809,18 @@ fn check_provider_differencing<B: std::borrow::Borrow<RoaringBitmap>>(
     ))
 }
 
-/// Whether every cell of a table (and of its denominator) has one row per person: then each of
-/// its numbers counts persons, and the exact linked check can judge it.
-fn one_row_per_person(table: &OutputTable) -> bool {
-    table.cells.iter().all(|c| {
-        c.stats.rows == c.stats.units
-            && c.denominator
-                .as_ref()
-                .is_none_or(|d| d.stats.rows == d.stats.units)
-    })
+/// Whether a table's numbers are sums of persons, as the exact linked check needs them: it
+/// counts distinct persons, or each person has one row in each of its cells (a single year, or
+/// one row per person). A cell with several rows of one person counts rows, not persons. The
+/// whole table is judged or none of it: the cells of several years that do have one row per
+/// person make every person an atom of their own, and the check beyond any budget.
+fn counts_persons(table: &Table) -> bool {
+    // `measure` only admits `count(DISTINCT x)` of the unit.
+    let distinct_units = table
+        .measure
+        .as_deref()
+        .is_some_and(|q| q.starts_with("count(DISTINCT "));
+    distinct_units || table.cells.iter().all(|c| c.rows == c.units)
 }
 
 /// What the exact linked check judges new tables against: the project's releases and, with a
@@ -821,6 +828,7 @@ fn one_row_per_person(table: &OutputTable) -> bool {
 struct System<'a> {
     own: &'a Ledger,
     provider: Option<ProviderSystem<'a>>,
+    budget: Budget,
 }
 
 struct ProviderSystem<'a> {
@@ -834,34 +842,47 @@ struct ProviderSystem<'a> {
     project: &'a str,
 }
 
-/// The sets of the releases with one row per person (the exact check's).
+/// The sets of the released cells that count persons (the exact check's).
 fn judged_sets(ledger: &Ledger) -> impl Iterator<Item = &RoaringBitmap> {
-    ledger
-        .entries
-        .iter()
-        .filter(|(e, _)| e.one_row_per_person)
-        .flat_map(|(_, units)| units)
+    ledger.entries.iter().flat_map(|(e, units)| {
+        e.cells
+            .iter()
+            .zip(units)
+            .filter(|(c, _)| c.counts_persons)
+            .map(|(_, u)| u)
+    })
 }
 
-/// The exact linked check of new tables against `system`: every published cell of the tables
-/// that `judged` and of the releases with one row per person, all together. Returns the
-/// outcome and one new cell (table, cell) to withhold for each small group given away: the one
-/// with the fewest persons of the cells that count it.
+/// What the exact linked check found.
+struct Exact {
+    outcome: Outcome,
+    /// One new cell (table, cell) to withhold for each small group given away: the one with the
+    /// fewest persons of the cells that count it.
+    withhold: Vec<(usize, usize)>,
+    /// Per table, its published cells left out (not sums of persons).
+    left_out: Vec<usize>,
+}
+
+/// The exact linked check of new tables against `system`: every published cell that counts
+/// persons, of the tables and of the releases, all together.
 fn exact_linked(
     system: &System,
+    tables: &[&Table],
     reports: &[&Report],
     sets: &[&[Vec<&RoaringBitmap>]],
-    judged: &[bool],
     threshold: u64,
-) -> Result<(Outcome, Vec<(usize, usize)>), StoreError> {
+) -> Result<Exact, StoreError> {
     let mut new: Vec<&RoaringBitmap> = Vec::new();
     let mut origin: Vec<(usize, usize)> = Vec::new();
+    let mut left_out = vec![0; reports.len()];
     for (t, report) in reports.iter().enumerate() {
-        if !judged[t] {
-            continue;
-        }
+        let judged = counts_persons(tables[t]);
         for (c, r) in report.cells.iter().enumerate() {
             if r.status.is_suppressed() {
+                continue;
+            }
+            if !judged {
+                left_out[t] += 1;
                 continue;
             }
             for &set in &sets[t][c] {
@@ -878,7 +899,11 @@ fn exact_linked(
             atoms: 0,
             groups: Vec::new(),
         };
-        return Ok((outcome, Vec::new()));
+        return Ok(Exact {
+            outcome,
+            withhold: Vec::new(),
+            left_out,
+        });
     }
     // The project's own releases count once: by pseudonym, or by number in the provider-wide
     // ledger (the same sets, so the same sizes).
@@ -888,7 +913,7 @@ fn exact_linked(
         .as_ref()
         .map(|p| judged_sets(p.others).collect())
         .unwrap_or_default();
-    let budget = Budget::default();
+    let budget = system.budget;
     let incidences: u64 = new.iter().chain(&own).chain(&others).map(|s| s.len()).sum();
     if incidences > budget.incidences {
         let outcome = Outcome::TooLarge {
@@ -896,7 +921,11 @@ fn exact_linked(
             incidences,
             atoms: 0,
         };
-        return Ok((outcome, Vec::new()));
+        return Ok(Exact {
+            outcome,
+            withhold: Vec::new(),
+            left_out,
+        });
     }
     let (translated, own_numbered): (Vec<RoaringBitmap>, Ledger) = match &system.provider {
         None => (Vec::new(), Ledger::default()),
@@ -907,7 +936,7 @@ fn exact_linked(
                     .map(|set| provider_numbers(set, p.persons))
                     .collect::<Result<_, _>>()?,
                 read_ledger(p.dir, |e| {
-                    e.one_row_per_person && e.output.starts_with(&prefix)
+                    e.output.starts_with(&prefix) && e.cells.iter().any(|c| c.counts_persons)
                 })?,
             )
         }
@@ -938,36 +967,38 @@ fn exact_linked(
     }
     withhold.sort_unstable();
     withhold.dedup();
-    Ok((outcome, withhold))
+    Ok(Exact {
+        outcome,
+        withhold,
+        left_out,
+    })
 }
 
 /// The exact linked check of a pending output at its release, against what was released since
-/// it was checked: refused as stale when it now gives a small group away.
+/// it was checked: refused as stale when it now gives a small group away, or cannot be judged.
 fn exact_again(
     id: &str,
     system: &System,
+    table: &Table,
     report: &Report,
     sets: &[Vec<&RoaringBitmap>],
-    judged: bool,
     rules: &RuleSet,
 ) -> Result<(), StoreError> {
-    let (_, found) = exact_linked(
-        system,
-        &[report],
-        &[sets],
-        &[judged],
-        rules.threshold.min_units,
-    )?;
-    if found.is_empty() {
-        return Ok(());
-    }
+    let threshold = rules.threshold.min_units;
+    let exact = exact_linked(system, &[table], &[report], &[sets], threshold)?;
+    let why = match exact.outcome {
+        Outcome::TooLarge { cells, .. } => format!(
+            "with the tables released since, its {cells} published cells and theirs are beyond the exact linked check's budget"
+        ),
+        _ if !exact.withhold.is_empty() => format!(
+            "with the tables released since, {} of its cells would count a group of fewer than {threshold} persons",
+            exact.withhold.len()
+        ),
+        _ => return Ok(()),
+    };
     Err(StoreError::Stale {
         id: id.to_string(),
-        why: format!(
-            "with the tables released since, {} of its cells would count a group of fewer than {} persons",
-            found.len(),
-            rules.threshold.min_units
-        ),
+        why,
     })
 }
 
@@ -997,6 +1028,7 @@ impl Store {
             dir: dir.to_path_buf(),
             project: project.to_string(),
             provider: None,
+            linked_budget: Budget::default(),
         }
     }
 
@@ -1032,6 +1064,12 @@ impl Store {
     /// Reads the ledger.
     pub fn ledger(&self) -> Result<Ledger, StoreError> {
         read_ledger(&self.ledger_dir(), |_| true)
+    }
+
+    /// The work the exact linked check may do (an output beyond it fails).
+    pub fn with_linked_budget(mut self, budget: Budget) -> Store {
+        self.linked_budget = budget;
+        self
     }
 
     /// Checks outputs against the released cells of the provider's other projects too, in the
@@ -1185,8 +1223,8 @@ impl Store {
                     project: &self.project,
                 },
             ),
+            budget: self.linked_budget,
         };
-        let judged: Vec<bool> = tables.iter().map(one_row_per_person).collect();
         let mut exact_outcome = None;
         let mut exact_withheld: Vec<(usize, usize)> = Vec::new();
         let mut reports = loop {
@@ -1212,26 +1250,28 @@ impl Store {
             }
             if more.is_empty() {
                 // Everything published together, this submission's cells and every release's.
-                let (outcome, found) = exact_linked(
+                let exact = exact_linked(
                     &system,
+                    &sdc.iter().collect::<Vec<_>>(),
                     &reports.iter().collect::<Vec<_>>(),
                     &sets.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-                    &judged,
                     rules.threshold.min_units,
                 )?;
-                exact_outcome = Some(outcome);
-                exact_withheld.extend(&found);
-                more = found;
+                exact_withheld.extend(&exact.withhold);
+                more = exact.withhold;
+                exact_outcome = Some((exact.outcome, exact.left_out));
             }
             if more.is_empty() {
                 break reports;
             }
             withheld.extend(more);
         };
-        let (exact, system_cells, atoms) = match exact_outcome {
-            Some(Outcome::Judged { cells, atoms, .. }) => (true, cells, atoms),
-            Some(Outcome::TooLarge { cells, atoms, .. }) => (false, cells, atoms),
-            None => unreachable!("the loop ends after the exact check"),
+        let Some((outcome, left_out)) = exact_outcome else {
+            unreachable!("the loop ends after the exact check")
+        };
+        let (exact, system_cells, atoms) = match outcome {
+            Outcome::Judged { cells, atoms, .. } => (true, cells, atoms),
+            Outcome::TooLarge { cells, atoms, .. } => (false, cells, atoms),
         };
         let outputs = self.outputs_dir();
         private_dir(&outputs)?;
@@ -1250,7 +1290,10 @@ impl Store {
                     rules.threshold.min_units,
                 )?);
             }
-            let verdict = if differencing.is_empty() {
+            // Beyond the exact check's budget, a table with cells it would judge is not released:
+            // padding the ledger must not switch the check off.
+            let unjudged = !exact && left_out[t] < published_sets(report, sets).count();
+            let verdict = if differencing.is_empty() && !unjudged {
                 report.status
             } else {
                 TableStatus::Fail
@@ -1280,7 +1323,7 @@ impl Store {
                     cells: system_cells,
                     atoms,
                     withheld: exact_withheld.iter().filter(|w| w.0 == t).count(),
-                    left_out: !judged[t],
+                    left_out: left_out[t],
                 }),
                 status: OutputStatus::Pending,
                 decision: None,
@@ -1353,7 +1396,10 @@ impl Store {
             report,
         } = self.pending(id, "released")?;
         if record.verdict == TableStatus::Fail {
-            let why = if record.differencing.is_empty() {
+            let unjudged = record.linked_check.as_ref().filter(|check| !check.exact);
+            let why = if let Some(check) = unjudged.filter(|_| record.differencing.is_empty()) {
+                check.describe()
+            } else if record.differencing.is_empty() {
                 report.summary.clone()
             } else {
                 format!(
@@ -1383,10 +1429,7 @@ impl Store {
                 .map(|(n, d)| vec![n, d])
                 .collect(),
         };
-        let judged = record
-            .linked_check
-            .as_ref()
-            .is_some_and(|check| !check.left_out);
+        let judged = counts_persons(&table);
         // The sets as the checks below take them (borrowed, per cell).
         let borrowed: Vec<Vec<&RoaringBitmap>> = sets.iter().map(|s| s.iter().collect()).collect();
         let ledger = self.ledger()?;
@@ -1443,8 +1486,9 @@ impl Store {
                 let system = System {
                     own: &ledger,
                     provider: None,
+                    budget: self.linked_budget,
                 };
-                exact_again(id, &system, &report, &borrowed, judged, rules)?;
+                exact_again(id, &system, &table, &report, &borrowed, rules)?;
             }
         }
 
@@ -1493,8 +1537,9 @@ impl Store {
                         dir,
                         project: &self.project,
                     }),
+                    budget: self.linked_budget,
                 };
-                exact_again(id, &system, &report, &borrowed, judged, rules)?;
+                exact_again(id, &system, &table, &report, &borrowed, rules)?;
                 Some((lock, dir, provider.1))
             }
             None => None,
@@ -1518,6 +1563,7 @@ impl Store {
                             value,
                             denominator: term > 0,
                             link: value.map_or(0, |v| crate::disclosure::link_of(set, v)),
+                            counts_persons: judged,
                         },
                         set,
                     )
@@ -1533,7 +1579,6 @@ impl Store {
             .collect();
         let entry = LedgerEntry {
             withheld: Some(withheld.len()),
-            one_row_per_person: judged,
             output: id.to_string(),
             quantity: table.measure.clone().unwrap_or_default(),
             dimension_ids: (0..table.dimensions.len())

@@ -465,3 +465,30 @@ fn a_released_table_with_another_filter_is_linked_too() {
     assert_withheld_as_differencing(&store, &second[0], &[("sex", "F")]);
     release(&store, &second[0].id, &released);
 }
+
+/// Releases that make the exact linked check's system larger than its budget must not switch
+/// it off: an output it cannot judge fails, and says why.
+#[test]
+fn an_output_beyond_the_exact_checks_budget_fails_and_is_not_released() {
+    let e = enclave(LINKED_POPULATION);
+    let (_dir, store, released, rules) = project();
+    let store = store.with_linked_budget(kluis_enclave::LinkedBudget {
+        incidences: 100,
+        operations: 1_000_000,
+    });
+    let a = job(&[("by_region_sex", BY_REGION_SEX)]);
+    let records = store.submit(&a, &run(&e, &a), &rules, "rita", NOW).unwrap();
+    let r = &records[0];
+    let check = r.linked_check.as_ref().unwrap();
+    assert!(!check.exact, "{check:?}");
+    assert_eq!(r.verdict, TableStatus::Fail, "{r:?}");
+    let err = store
+        .release(&r.id, "vera", "fine", NOW, &rules, &released)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Failed { .. }), "{err}");
+    assert!(
+        err.to_string().contains("beyond the exact check's budget"),
+        "{err}"
+    );
+    assert!(!released.join(format!("{}.csv", r.id)).exists());
+}

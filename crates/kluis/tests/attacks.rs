@@ -2256,6 +2256,18 @@ fn closed_leak_a_regrouped_dimension_differences_two_released_cells() {
 /// R2 by many), so only the cells judged all together show it. Tried in one job and in two.
 #[test]
 fn closed_leak_three_tables_that_no_two_of_them_difference_give_a_small_group_away() {
+    three_tables_give_a_small_group_away(false);
+}
+
+/// The same with a decoy cell of other years in B: B then has cells with several rows of a
+/// person, is left out of the exact check, and its single-year cell with it.
+#[test]
+#[ignore = "LEAK (open, issue 15): a decoy cell of several years takes a table out of the exact linked check"]
+fn leak_a_decoy_cell_of_several_years_takes_a_table_out_of_the_exact_check() {
+    three_tables_give_a_small_group_away(true);
+}
+
+fn three_tables_give_a_small_group_away(decoy: bool) {
     let env = Env::new(PERSONS);
     let view = ground_truth(&env);
     let year = 2021;
@@ -2272,9 +2284,21 @@ fn closed_leak_three_tables_that_no_two_of_them_difference_give_a_small_group_aw
     let a = format!(
         "SELECT year, count(*) AS n FROM person_years WHERE year = {year} AND ((coalesce(region, '') = '{region}' AND NOT ({group})) OR (coalesce(region, '') = '{r2}' AND coalesce(sex, '') = 'F')) GROUP BY year"
     );
-    let b = format!(
-        "SELECT year, count(*) AS n FROM person_years WHERE year = {year} AND ((coalesce(region, '') = '{r2}' AND coalesce(sex, '') <> 'F') OR coalesce(region, '') = '{r3}') GROUP BY year"
+    let b_rows = format!(
+        "(coalesce(region, '') = '{r2}' AND coalesce(sex, '') <> 'F') OR coalesce(region, '') = '{r3}'"
     );
+    let b = if decoy {
+        let part = format!("CASE WHEN year = {year} THEN '{year}' ELSE 'other' END");
+        format!(
+            "SELECT {part} AS year, count(*) AS n FROM person_years WHERE (year = {year} AND ({b_rows})) OR (year IN ({}, {}) AND coalesce(region, '') = '{r3}') GROUP BY {part}",
+            year - 3,
+            year - 2
+        )
+    } else {
+        format!(
+            "SELECT year, count(*) AS n FROM person_years WHERE year = {year} AND ({b_rows}) GROUP BY year"
+        )
+    };
     // The attack is real: with the true counts the combination is the group.
     let count = |keep: &dyn Fn(&Row) -> bool| {
         view.rows
@@ -2290,17 +2314,13 @@ fn closed_leak_three_tables_that_no_two_of_them_difference_give_a_small_group_aw
     let true_b = count(&|r| (in_region(r, r2) && !women(r)) || in_region(r, r3));
     let true_regions = count(&|r| in_region(r, &region) || in_region(r, r2) || in_region(r, r3));
     assert_eq!(true_regions - true_a - true_b, persons as i64);
-    for together in [true, false] {
-        let prefix = if together {
-            "three-together"
-        } else {
-            "three-apart"
-        };
-        let ids = if together {
-            let job = env.job(prefix, &[("a", "count", &a), ("b", "count", &b)]);
+    for prefix in ["three-together", "three-apart"] {
+        let outputs = [("a", "count", a.as_str()), ("b", "count", b.as_str())];
+        let ids = if prefix == "three-together" {
+            let job = env.job(prefix, &outputs);
             release_all(&env, &submit(&env, &job))
         } else {
-            submit_each(&env, prefix, &[("a", "count", &a), ("b", "count", &b)]).0
+            submit_each(&env, prefix, &outputs).0
         };
         let value = |name: &str| {
             ids.get(name)
@@ -2320,6 +2340,121 @@ fn closed_leak_three_tables_that_no_two_of_them_difference_give_a_small_group_aw
                 "{prefix}: regions {region} {r} + {r2} {v2} + {r3} {v3} - A {x} - B {y} = {derived}: the naturalised persons of nationality {nationality} in {region}"
             );
         }
+    }
+}
+
+/// Counts of distinct persons over all years are sums of persons, even though a person has
+/// several rows in each cell: the women and the men, minus the women not naturalised in one
+/// year plus the men registered before a year, minus the other men, are the few women
+/// naturalised that year.
+#[test]
+fn closed_leak_counts_of_distinct_persons_over_all_years_combine_to_a_small_group() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let persons_where = |keep: &dyn Fn(&Row) -> bool| -> BTreeSet<i64> {
+        view.rows
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.person)
+            .collect()
+    };
+    let women = |r: &Row| r.sex.as_deref() == Some("F");
+    let men = |r: &Row| r.sex.as_deref() == Some("M");
+    let (naturalised, group) = (1960..2022)
+        .map(|y| (y, persons_where(&|r| women(r) && r.naturalised == Some(y))))
+        .find(|(_, p)| (1..THRESHOLD as usize).contains(&p.len()))
+        .expect("a year in which 1 to 9 women were naturalised");
+    let mut registered: Vec<i64> = view
+        .rows
+        .iter()
+        .filter(|r| men(r))
+        .filter_map(|r| r.registered)
+        .collect();
+    registered.sort_unstable();
+    let split = registered[registered.len() / 2];
+    let one_cell = |filter: &str| {
+        format!(
+            "SELECT CASE WHEN year > 0 THEN 'all' END AS grp, count(DISTINCT pseudonym) AS n FROM person_years WHERE {filter} GROUP BY CASE WHEN year > 0 THEN 'all' END"
+        )
+    };
+    let sexes = "SELECT sex, count(DISTINCT pseudonym) AS n FROM person_years GROUP BY sex";
+    let a = one_cell(&format!(
+        "(coalesce(sex, '') = 'F' AND NOT (coalesce(naturalisation_date, 0) = {naturalised})) OR (coalesce(sex, '') = 'M' AND coalesce(registration_date, 9999) < {split})"
+    ));
+    let b = one_cell(&format!(
+        "coalesce(sex, '') = 'M' AND coalesce(registration_date, 9999) >= {split}"
+    ));
+    // The attack is real: with the true counts the combination is the group.
+    let true_a = persons_where(&|r| {
+        (women(r) && r.naturalised != Some(naturalised))
+            || (men(r) && r.registered.unwrap_or(9999) < split)
+    });
+    let true_b = persons_where(&|r| men(r) && r.registered.unwrap_or(9999) >= split);
+    let (f, m) = (persons_where(&women).len(), persons_where(&men).len());
+    assert_eq!(f + m - true_a.len() - true_b.len(), group.len());
+    let (ids, _) = submit_each(
+        &env,
+        "distinct",
+        &[
+            ("sexes", "count", sexes),
+            ("a", "count", &a),
+            ("b", "count", &b),
+        ],
+    );
+    let value = |name: &str, key: &str| {
+        ids.get(name)
+            .and_then(|id| released(&env, id).value(&[key.to_string()]))
+    };
+    if let (Some(f), Some(m), Some(x), Some(y)) = (
+        value("sexes", "F"),
+        value("sexes", "M"),
+        value("a", "all"),
+        value("b", "all"),
+    ) {
+        let derived = f + m - x - y;
+        assert!(
+            !(1.0..THRESHOLD as f64).contains(&derived),
+            "women {f} + men {m} - A {x} - B {y} = {derived}: the {} women naturalised in {naturalised}",
+            group.len()
+        );
+    }
+}
+
+/// Rows, not persons: all person-years by region, and the same without one year's small group.
+/// The group's persons have other years in the region, so both cells have the same persons and
+/// no check that compares persons sees the difference of rows, which is that group's
+/// person-years of that year (issue 15's closing note: row atoms, person × year, would).
+#[test]
+#[ignore = "LEAK (open, issue 15): a difference of person-year counts whose persons are on both sides; the checks compare persons"]
+fn leak_a_difference_of_person_years_with_the_same_persons_on_both_sides() {
+    let env = Env::new(PERSONS);
+    let view = ground_truth(&env);
+    let year = 2021;
+    let RegionsAndSmallGroup {
+        region,
+        nationality,
+        persons,
+        ..
+    } = release_regions_and_find_a_small_group(&env, &view, year);
+    let all = "SELECT region, count(*) AS n FROM person_years GROUP BY region";
+    let without = format!(
+        "SELECT region, count(*) AS n FROM person_years WHERE NOT (year = {year} AND coalesce(current_nationality, '') = '{nationality}' AND {RARE}) GROUP BY region"
+    );
+    let (ids, _) = submit_each(
+        &env,
+        "rows",
+        &[("all", "count", all), ("without", "count", &without)],
+    );
+    let value = |name: &str| {
+        ids.get(name)
+            .and_then(|id| released(&env, id).value(std::slice::from_ref(&region)))
+    };
+    if let (Some(x), Some(y)) = (value("all"), value("without")) {
+        assert!(
+            !(1.0..THRESHOLD as f64).contains(&(x - y)),
+            "region {region}: {x} - {y} = {}: the person-years of the {persons} naturalised persons of nationality {nationality} in {year}",
+            x - y
+        );
     }
 }
 

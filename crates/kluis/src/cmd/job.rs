@@ -542,7 +542,7 @@ fn run_full(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             }
         );
         if let Some(check) = &r.linked_check
-            && (check.left_out || !check.exact)
+            && (check.left_out > 0 || !check.exact)
         {
             println!("      linked check: {}", check.describe());
         }
