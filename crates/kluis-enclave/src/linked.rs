@@ -81,6 +81,8 @@ pub(crate) struct PublishedSet<'a, S = RoaringBitmap> {
     /// partition its rows.
     pub level: u64,
     pub units: &'a S,
+    /// The rows it counts, for a count (`None` for other statistics).
+    pub rows: Option<u64>,
 }
 
 /// A published cell that another source's nested cells leave a few persons of.
@@ -134,6 +136,41 @@ pub(crate) fn remainders<S: Persons>(
                 {
                     found.push(Remainder { cell: s, ..r });
                 }
+            }
+        }
+    }
+    found
+}
+
+/// Pairs of counts of different sources (`judged`) whose persons nest and whose numbers differ
+/// by 1 to `threshold − 1` rows: the difference counts rows of at most that many persons, even
+/// when every person is on both sides (a person's rows of one year left out of a count of all
+/// years). Each as the larger cell with the smaller nested.
+pub(crate) fn row_differences<S: Persons>(
+    cells: &[PublishedSet<S>],
+    threshold: u64,
+    judged: impl Fn(usize, usize) -> bool,
+) -> Vec<Remainder> {
+    let mut counts: Vec<(u64, usize)> = cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.rows.filter(|&r| r > 0).map(|r| (r, i)))
+        .collect();
+    counts.sort_unstable();
+    let mut found = Vec::new();
+    for &(rows, small) in &counts {
+        let from = counts.partition_point(|&(r, _)| r <= rows);
+        for &(more, large) in counts[from..]
+            .iter()
+            .take_while(|&&(r, _)| r < rows + threshold)
+        {
+            let (a, b) = (&cells[small], &cells[large]);
+            if a.source != b.source && judged(a.source, b.source) && a.units.within(b.units) {
+                found.push(Remainder {
+                    cell: large,
+                    nested: vec![small],
+                    persons: more - rows,
+                });
             }
         }
     }
@@ -273,6 +310,7 @@ mod tests {
                     source,
                     level,
                     units,
+                    rows: None,
                 })
                 .collect();
             let found = remainders(&cells, 5, |_, _| true);
@@ -357,16 +395,19 @@ mod tests {
                 source: 0,
                 level: 0,
                 units: &r1,
+                rows: None,
             },
             PublishedSet {
                 source: 0,
                 level: 0,
                 units: &r2,
+                rows: None,
             },
             PublishedSet {
                 source: 1,
                 level: 0,
                 units: &b,
+                rows: None,
             },
         ];
         let found = remainders(&cells, 10, |_, _| true);
@@ -390,6 +431,7 @@ mod tests {
             source,
             level,
             units,
+            rows: None,
         };
         let cells = [
             published(&g, 0, 0),
@@ -408,5 +450,38 @@ mod tests {
                 persons: 2
             }]
         );
+    }
+
+    #[test]
+    fn counts_of_the_same_persons_a_few_rows_apart_are_a_row_difference() {
+        // All years of a region (the same 30 persons) with 400 rows, and without one person's
+        // rows of one year: 399. Persons alike, rows one apart.
+        let all = set(0..30);
+        let fewer = set(10..30);
+        let cell = |units, source, rows| PublishedSet {
+            source,
+            level: 0,
+            units,
+            rows: Some(rows),
+        };
+        let cells = [
+            cell(&all, 0, 400),
+            cell(&all, 1, 399),
+            // Nested persons but ten rows apart: no finding.
+            cell(&fewer, 1, 389),
+            // Within the threshold but not nested the other way round.
+            cell(&fewer, 2, 405),
+        ];
+        let found = row_differences(&cells, 10, |_, _| true);
+        assert_eq!(
+            found,
+            vec![Remainder {
+                cell: 0,
+                nested: vec![1],
+                persons: 1
+            },]
+        );
+        // One source's own cells are the secondary suppression's.
+        assert!(row_differences(&cells[..2], 10, |s, t| s == t).is_empty());
     }
 }

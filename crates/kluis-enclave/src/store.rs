@@ -32,7 +32,7 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 use crate::disclosure::{Scaling, to_sdc_table};
-use crate::linked::{Persons, PublishedSet, level_of, remainders};
+use crate::linked::{Persons, PublishedSet, level_of, remainders, row_differences};
 use crate::span::{self, Budget, Outcome};
 use crate::{Job, OutputTable};
 
@@ -372,11 +372,18 @@ impl<S: Persons> Ledger<S> {
         }
         let mut sets = Vec::new();
         let mut origins = Vec::new();
+        let count_of = |statistic: Statistic, value: f64| {
+            (statistic == Statistic::Count && value.is_finite() && value >= 0.0)
+                .then_some(value as u64)
+        };
         for (cell, term, units) in cells {
             sets.push(PublishedSet {
                 source: term,
                 level: level_of(&table.cells[cell].key),
                 units,
+                rows: (term == 0)
+                    .then(|| count_of(table.statistic, table.cells[cell].value))
+                    .flatten(),
             });
             origins.push(Origin::New(cell));
         }
@@ -389,6 +396,10 @@ impl<S: Persons> Ledger<S> {
                     source: new_sources + 2 * e + usize::from(c.denominator),
                     level: level_of(&key),
                     units: set,
+                    rows: c
+                        .value
+                        .filter(|_| !c.denominator)
+                        .and_then(|v| count_of(entry.statistic, v)),
                 });
                 origins.push(Origin::Released(&entry.output, c));
             }
@@ -409,25 +420,26 @@ impl<S: Persons> Ledger<S> {
                 && quantity(0) == quantity(released)
                 && nested_dimensions(table.dimension_identities(), entry.dimensions())
         };
-        remainders(&sets, threshold, |s, t| {
-            is_new(s) != is_new(t) && !linked(s.max(t))
-        })
-        .into_iter()
-        .map(|r| {
-            let (new, (output, cell)) = match (&origins[r.cell], &origins[r.nested[0]]) {
-                (Origin::New(new), Origin::Released(output, cell))
-                | (Origin::Released(output, cell), Origin::New(new)) => (*new, (output, cell)),
-                _ => unreachable!("a finding pairs new cells with released ones"),
-            };
-            Differencing {
-                key: table.key_map(new),
-                released_output: output.to_string(),
-                released_key: cell.key.clone(),
-                units_apart: r.persons,
-                nested_cells: r.nested.len(),
-            }
-        })
-        .collect()
+        let judged = |s: usize, t: usize| is_new(s) != is_new(t) && !linked(s.max(t));
+        let mut found = remainders(&sets, threshold, judged);
+        found.extend(row_differences(&sets, threshold, judged));
+        found
+            .into_iter()
+            .map(|r| {
+                let (new, (output, cell)) = match (&origins[r.cell], &origins[r.nested[0]]) {
+                    (Origin::New(new), Origin::Released(output, cell))
+                    | (Origin::Released(output, cell), Origin::New(new)) => (*new, (output, cell)),
+                    _ => unreachable!("a finding pairs new cells with released ones"),
+                };
+                Differencing {
+                    key: table.key_map(new),
+                    released_output: output.to_string(),
+                    released_key: cell.key.clone(),
+                    units_apart: r.persons,
+                    nested_cells: r.nested.len(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -448,10 +460,16 @@ fn differencing_within(
                 continue;
             }
             for (term, &units) in sets[t][c].iter().enumerate() {
+                let value = table.cells[c].value;
                 published.push(PublishedSet {
                     source: 2 * t + term,
                     level: level_of(&table.cells[c].key),
                     units,
+                    rows: (term == 0
+                        && table.statistic == Statistic::Count
+                        && value.is_finite()
+                        && value >= 0.0)
+                        .then_some(value as u64),
                 });
                 origin.push((t, c));
             }
@@ -468,7 +486,9 @@ fn differencing_within(
         a.measure == b.measure
             && nested_dimensions(a.dimension_identities(), b.dimension_identities())
     };
-    let mut withheld: Vec<(usize, usize)> = remainders(&published, threshold, |s, t| !linked(s, t))
+    let mut found = remainders(&published, threshold, |s, t| !linked(s, t));
+    found.extend(row_differences(&published, threshold, |s, t| !linked(s, t)));
+    let mut withheld: Vec<(usize, usize)> = found
         .into_iter()
         .map(|r| {
             let larger = origin[r.cell];
