@@ -18,9 +18,10 @@
 //!
 //! Combinations of cells of several levels or several tables at once are the exact check's
 //! ([`crate::span`]), for tables with one row per person in a cell; for the others this search
-//! is all there is. What it does not see (and the closing notes of issue 15 say so): rows.
-//! Persons are compared, so a person with rows on both sides of a difference (in two regions
-//! over the years) hides a difference of rows.
+//! is all there is. Rows: two counts whose persons nest and whose numbers differ by a few rows
+//! count the rows of at most that many persons ([`row_differences`]), even when every person is
+//! on both sides. What it does not see (issue 15's closing note): combinations of three or more
+//! counts of rows (person-years), which need atoms of person × year.
 
 use std::collections::BTreeMap;
 
